@@ -1,0 +1,457 @@
+"""The task runtime: admission, the async worker pool, the sync thread pool and error routing.
+
+Design notes
+------------
+* Async callables run on long-lived worker tasks in the runtime's task group. A worker that
+  finishes a task parks itself on a fresh event; ``schedule()`` hands the next task to a parked
+  worker (a few microseconds) and only spawns a new worker (``start_soon``, ~25 us) when none is
+  parked. At most ``MAX_IDLE_WORKERS`` workers stay parked; extra ones exit.
+* Sync callables wait in a FIFO queue and are run by at most ``thread_limit`` carrier tasks, each
+  calling :func:`anyio.to_thread.run_sync` with the runtime's own :class:`anyio.CapacityLimiter`.
+  The threads FastAPI uses for ``def`` endpoints (anyio's default limiter) are never touched, and
+  queued sync tasks cost a ``deque`` slot each, not a task.
+* Every counter and queue is mutated on the event loop thread only. Calls from other threads
+  (``def`` endpoints, sync tasks) hop to the loop with :func:`anyio.from_thread.run_sync`.
+* A task's failure is contained: any ``BaseException`` that is not a cancellation is logged with
+  the task's name and function (never its arguments), the ``on_error`` handler is called for
+  ``Exception`` subclasses, and a failing handler is logged too. Workers never die of it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import inspect
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from contextlib import asynccontextmanager
+from typing import TYPE_CHECKING, Any, TypeVar
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import anyio.to_thread
+
+from ._config import TaskConfig
+from ._stats import Counters, RuntimeState, TaskStats
+from ._task import Task, TaskState, callable_name, is_async_callable
+from .errors import (
+    FastAPITasksQueueFullError,
+    FastAPITasksShutdownError,
+    FastAPITasksUninitializedAppError,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+    from anyio.abc import TaskGroup
+
+__all__ = ["TaskRuntime", "logger"]
+
+logger = logging.getLogger("fastapi_tasks")
+
+R = TypeVar("R")
+
+#: Parked async workers kept for reuse; a worker finishing beyond this many exits instead.
+MAX_IDLE_WORKERS = 512
+
+# Task.thread_state values: the hand-off between a carrier and its worker thread.
+_NOT_STARTED, _IN_THREAD, _FINISHED, _ABANDONED = 0, 1, 2, 3
+
+_RUNNING = TaskState.RUNNING
+_SUCCEEDED = TaskState.SUCCEEDED
+_FAILED = TaskState.FAILED
+_CANCELLED = TaskState.CANCELLED
+
+
+class _Slot:
+    """Where a parked worker waits for its next task."""
+
+    __slots__ = ("event", "task")
+
+    def __init__(self) -> None:
+        self.event = anyio.Event()
+        self.task: Task[..., Any] | None = None
+
+
+class TaskRuntime:
+    """Runs tasks for one application. Created by ``add_tasks()``; started by the lifespan."""
+
+    def __init__(
+        self,
+        *,
+        config: TaskConfig,
+        thread_limit: int,
+        max_pending: int | None = None,
+    ) -> None:
+        self.config = config
+        self.thread_limit = thread_limit
+        self.max_pending = max_pending
+        self.counters = Counters()
+        self.state: RuntimeState = "idle"
+        self.live: set[Task[..., Any]] = set()
+        self.sync_queue: deque[Task[..., Any]] = deque()
+        self.tg: TaskGroup | None = None
+        self.limiter: anyio.CapacityLimiter | None = None
+        self._idle: list[_Slot] = []
+        self._carriers = 0
+        self._loop_thread: int | None = None
+        self._token: anyio.lowlevel.EventLoopToken | None = None
+        self._cancelled_exc: type[BaseException] = BaseException
+        self._lock = threading.Lock()
+        self._idle_event: anyio.Event | None = None
+
+    # ---------------------------------------------------------------- lifecycle
+    @asynccontextmanager
+    async def serving(self) -> AsyncIterator[None]:
+        """Own a task group and accept work inside the block (the drain is the caller's job)."""
+        if self.state in ("running", "draining"):
+            raise RuntimeError("this task runtime is already running (one lifespan at a time)")
+        self.counters = Counters()
+        self.live = set()
+        self.sync_queue = deque()
+        self._idle = []
+        self._carriers = 0
+        self._idle_event = None
+        self.limiter = anyio.CapacityLimiter(self.thread_limit)
+        self._cancelled_exc = anyio.get_cancelled_exc_class()
+        self._token = anyio.lowlevel.current_token()
+        self._loop_thread = threading.get_ident()
+        try:
+            async with anyio.create_task_group() as tg:
+                self.tg = tg
+                self.state = "running"
+                yield
+        finally:
+            self.state = "stopped"
+            self.tg = None
+            self._finish_leftovers()
+
+    def on_loop_thread(self) -> bool:
+        return self._loop_thread == threading.get_ident()
+
+    def call_on_loop(self, func: Callable[..., R], *args: Any) -> R:
+        """Call ``func(*args)`` on the event loop thread, from any thread, and return its result.
+
+        :raises FastAPITasksShutdownError: from another thread once the loop is gone.
+        """
+        if self._loop_thread == threading.get_ident():
+            return func(*args)
+        token = self._token
+        if token is None or self.state == "stopped":
+            self._reject_off_loop()
+        try:
+            return anyio.from_thread.run_sync(func, *args, token=token)
+        except RuntimeError as exc:
+            if isinstance(exc, (FastAPITasksShutdownError, FastAPITasksQueueFullError)):
+                raise
+            raise FastAPITasksShutdownError(
+                "the application's event loop is no longer running; the task was not scheduled"
+            ) from exc
+
+    def _reject_off_loop(self) -> None:
+        if self.state == "idle":
+            raise FastAPITasksUninitializedAppError(
+                "the fastapi-tasks runtime is not running: call add_tasks(app) and run the app's "
+                "lifespan (uvicorn does; in tests use 'with TestClient(app)' or LifespanManager)"
+            )
+        self.counters.rejected += 1
+        raise FastAPITasksShutdownError(
+            "the application is shutting down: new tasks are not accepted"
+        )
+
+    # ---------------------------------------------------------------- admission
+    def check_admission(self) -> None:
+        """Raise (and count a rejection) unless new work is accepted right now. Loop thread."""
+        if self.state != "running":
+            if self.state == "idle":
+                raise FastAPITasksUninitializedAppError(
+                    "the fastapi-tasks runtime is not running: call add_tasks(app) and run the "
+                    "app's lifespan (uvicorn does; in tests use 'with TestClient(app)' or an "
+                    "ASGI lifespan manager)"
+                )
+            self.counters.rejected += 1
+            raise FastAPITasksShutdownError(
+                "the application is shutting down: new tasks are not accepted"
+            )
+        max_pending = self.max_pending
+        if max_pending is not None and self.counters.pending >= max_pending:
+            self.counters.rejected += 1
+            raise FastAPITasksQueueFullError(
+                f"{self.counters.pending} tasks are already waiting to start "
+                f"(max_pending={max_pending}); try again later or raise max_pending"
+            )
+
+    def submit(self, task: Task[..., Any]) -> Task[..., Any]:
+        """Admit ``task`` and start it now. Safe from any thread.
+
+        :raises FastAPITasksShutdownError: if shutdown began.
+        :raises FastAPITasksQueueFullError: if ``max_pending`` tasks are already waiting.
+        :raises FastAPITasksUninitializedAppError: if the lifespan has not started.
+        """
+        if self._loop_thread != threading.get_ident():
+            return self.call_on_loop(self.submit, task)
+        self.check_admission()
+        self._start(task)
+        return task
+
+    def _start(self, task: Task[..., Any]) -> None:
+        counters = self.counters
+        counters.scheduled += 1
+        counters.pending += 1
+        self.live.add(task)
+        task._limiter = self.limiter
+        tg = self.tg
+        assert tg is not None
+        if task.is_async:
+            if self._idle:
+                slot = self._idle.pop()
+                slot.task = task
+                slot.event.set()
+            else:
+                tg.start_soon(self._async_worker, task, name="fastapi-tasks worker")
+        else:
+            self.sync_queue.append(task)
+            if self._carriers < self.thread_limit:
+                self._carriers += 1
+                tg.start_soon(self._sync_carrier, name="fastapi-tasks thread carrier")
+
+    # ---------------------------------------------------------------- accounting
+    def _finish(
+        self, task: Task[..., Any], state: TaskState, error: BaseException | None = None
+    ) -> None:
+        if task.done():
+            return
+        counters = self.counters
+        if task.state is _RUNNING:
+            counters.running -= 1
+        else:
+            counters.pending -= 1
+        if state is _SUCCEEDED:
+            counters.succeeded += 1
+        elif state is _FAILED:
+            counters.failed += 1
+        else:
+            counters.cancelled += 1
+        self.live.discard(task)
+        task._mark_finished(state, error)
+        if not self.live and self._idle_event is not None:
+            self._idle_event.set()
+
+    def _begin(self, task: Task[..., Any]) -> None:
+        counters = self.counters
+        counters.pending -= 1
+        counters.running += 1
+        task._mark_started(time.monotonic())
+
+    def abandon(self, task: Task[..., Any]) -> None:
+        """Give up on ``task`` (shutdown deadline): count it cancelled and abandoned."""
+        if task.done():
+            return
+        self.counters.abandoned += 1
+        if task.scope is not None:
+            task.scope.cancel()
+        self._finish(task, _CANCELLED)
+
+    def cancel_unstarted(self, *, include_shielded: bool) -> list[Task[..., Any]]:
+        """Drop queued sync tasks that have not got a thread yet; return them."""
+        kept: deque[Task[..., Any]] = deque()
+        dropped = []
+        for task in self.sync_queue:
+            if task.shielded and not include_shielded:
+                kept.append(task)
+            else:
+                dropped.append(task)
+        self.sync_queue = kept
+        for task in dropped:
+            self._finish(task, _CANCELLED)
+        return dropped
+
+    async def wait_idle(self) -> None:
+        """Wait until every admitted task has finished (loop thread)."""
+        while self.live:
+            if self._idle_event is None or self._idle_event.is_set():
+                self._idle_event = anyio.Event()
+            await self._idle_event.wait()
+
+    def _finish_leftovers(self) -> None:
+        # Safety net after the task group closed: nothing may stay unaccounted for.
+        for task in list(self.live):
+            logger.error("fastapi-tasks lost track of %r; counting it as cancelled", task)
+            self.counters.abandoned += 1
+            self._finish(task, _CANCELLED)
+
+    # ---------------------------------------------------------------- async workers
+    async def _async_worker(self, task: Task[..., Any]) -> None:
+        idle = self._idle
+        while True:
+            try:
+                if task.config.shield is True:
+                    await self._run_shielded(task)
+                else:
+                    await self._run_async(task)
+            except Exception:  # pragma: no cover - defensive: a bug here must not kill the app
+                logger.exception("fastapi-tasks internal error while running %r", task)
+                self._finish(task, _FAILED)
+            if self.state != "running" or len(idle) >= MAX_IDLE_WORKERS:
+                return
+            slot = _Slot()
+            idle.append(slot)
+            try:
+                await slot.event.wait()
+            except BaseException:
+                # Cancelled while parked (shutdown). A task handed over in the same instant
+                # must still be accounted for: shielded ones run, the others are cancelled.
+                orphan = slot.task
+                if orphan is not None:
+                    if orphan.config.shield is True:
+                        await self._run_shielded(orphan)
+                    else:
+                        self._finish(orphan, _CANCELLED)
+                raise
+            next_task = slot.task
+            assert next_task is not None
+            task = next_task
+
+    async def _run_shielded(self, task: Task[..., Any]) -> None:
+        with anyio.CancelScope(shield=True) as scope:
+            task.scope = scope
+            await self._run_async(task)
+
+    async def _run_async(self, task: Task[..., Any]) -> None:
+        self._begin(task)
+        try:
+            await task.func(*task.args, **task.kwargs)
+        except self._cancelled_exc:
+            self._finish(task, _CANCELLED)
+        except BaseException as exc:  # noqa: BLE001 - contained: logged and handled
+            await self._fail(task, exc)
+        else:
+            self._finish(task, _SUCCEEDED)
+
+    # ---------------------------------------------------------------- sync tasks
+    async def _sync_carrier(self) -> None:
+        try:
+            while self.sync_queue:
+                await self._run_in_thread(self.sync_queue.popleft())
+        finally:
+            self._carriers -= 1
+
+    async def _run_in_thread(self, task: Task[..., Any]) -> None:
+        with anyio.CancelScope(shield=task.config.shield is True) as scope:
+            task.scope = scope
+            self._begin(task)
+            try:
+                error = await anyio.to_thread.run_sync(
+                    self._thread_main, task, limiter=self.limiter, abandon_on_cancel=True
+                )
+            except self._cancelled_exc:
+                with self._lock:
+                    thread_state = task.thread_state
+                    if thread_state != _FINISHED:
+                        task.thread_state = _ABANDONED
+                if thread_state == _FINISHED:  # it completed just as we were cancelled
+                    self._record_thread_outcome(task, task.error)
+                elif thread_state == _NOT_STARTED:
+                    self._finish(task, _CANCELLED)
+                # else: still running in its thread; it reports back when it returns.
+                return
+            if error is None:
+                self._finish(task, _SUCCEEDED)
+            else:
+                await self._fail(task, error)
+
+    def _thread_main(self, task: Task[..., Any]) -> BaseException | None:
+        """Runs in a worker thread. Returns the error instead of raising it (a ``SystemExit``
+        raised through the event loop would stop the whole server)."""
+        with self._lock:
+            if task.thread_state == _ABANDONED:
+                return None
+            task.thread_state = _IN_THREAD
+        error: BaseException | None = None
+        try:
+            result = task.func(*task.args, **task.kwargs)
+            if inspect.isawaitable(result):
+                if inspect.iscoroutine(result):
+                    result.close()
+                error = TypeError(
+                    f"{callable_name(task.func)} returned an awaitable; declare it 'async def' "
+                    "so that it runs on the event loop"
+                )
+        except BaseException as exc:  # noqa: BLE001 - contained and reported below
+            error = exc
+        task.error = error
+        with self._lock:
+            abandoned = task.thread_state == _ABANDONED
+            task.thread_state = _FINISHED
+        if abandoned:
+            # If the event loop is gone, the task was counted as abandoned already.
+            with contextlib.suppress(RuntimeError):
+                anyio.from_thread.run_sync(
+                    self._record_thread_outcome, task, error, token=self._token
+                )
+        return error
+
+    def _record_thread_outcome(self, task: Task[..., Any], error: BaseException | None) -> None:
+        """A thread finished after its carrier stopped waiting for it (shutdown)."""
+        if task.done():
+            logger.warning("%r finished in its thread after shutdown gave up on it", task)
+            return
+        if error is None:
+            self._finish(task, _SUCCEEDED)
+        else:
+            self._log_failure(task, error)
+            self._finish(task, _FAILED, error)
+
+    # ---------------------------------------------------------------- failures
+    def _log_failure(self, task: Task[..., Any], error: BaseException) -> None:
+        logger.error(
+            "Task %r (function %s) failed with %s",
+            task.name,
+            callable_name(task.func),
+            type(error).__name__,
+            exc_info=(type(error), error, error.__traceback__),
+        )
+
+    async def _fail(self, task: Task[..., Any], error: BaseException) -> None:
+        self._log_failure(task, error)
+        handler = task.config.on_error
+        if handler is not None and isinstance(error, Exception):
+            try:
+                if is_async_callable(handler):
+                    await handler(task, error)  # type: ignore[misc]
+                else:
+                    await anyio.to_thread.run_sync(
+                        handler, task, error, limiter=self.limiter, abandon_on_cancel=True
+                    )
+            except self._cancelled_exc:
+                logger.warning("The error handler of task %r was cancelled", task.name)
+            except BaseException as handler_error:
+                logger.error(
+                    "The error handler %s of task %r raised %s",
+                    callable_name(handler),
+                    task.name,
+                    type(handler_error).__name__,
+                    exc_info=(type(handler_error), handler_error, handler_error.__traceback__),
+                )
+        self._finish(task, _FAILED, error)
+
+    # ---------------------------------------------------------------- introspection
+    def stats(self) -> TaskStats:
+        """A consistent snapshot of the counters (taken on the loop thread when running)."""
+        if self.state in ("running", "draining") and not self.on_loop_thread():
+            try:
+                return self.call_on_loop(self._snapshot)
+            except Exception:  # noqa: BLE001 - fall back to a best-effort read
+                pass
+        return self._snapshot()
+
+    def _snapshot(self) -> TaskStats:
+        limiter = self.limiter
+        busy = limiter.statistics().borrowed_tokens if limiter is not None else 0
+        return self.counters.snapshot(self.state, self.thread_limit, busy)
+
+    def running_tasks(self) -> Iterator[Task[..., Any]]:
+        return (task for task in self.live if task.state is _RUNNING)

@@ -1,0 +1,208 @@
+"""The scheduling API that endpoints see: ``schedule``, ``task(...)``, ``after_route``,
+``after_response``, plus the per-request queues behind the two deferred modes."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
+
+from ._config import ErrorHandler, TaskConfig
+from ._runtime import TaskRuntime, logger
+from ._task import Task, TaskState
+from .errors import FastAPITasksError
+
+if TYPE_CHECKING:
+    from ._stats import TaskStats
+
+__all__ = ["Mode", "RequestQueues", "TaskScheduler"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+class Mode(enum.IntEnum):
+    NOW = 0
+    AFTER_ROUTE = 1
+    AFTER_RESPONSE = 2
+
+
+_MODE_LABEL = {Mode.AFTER_ROUTE: "after-route", Mode.AFTER_RESPONSE: "after-response"}
+
+
+class RequestQueues:
+    """The after-route and after-response tasks of one request (or WebSocket session).
+
+    Touched on the event loop thread only (the scheduler hops there from worker threads).
+    """
+
+    __slots__ = ("after_response", "after_route", "runtime")
+
+    def __init__(self, runtime: TaskRuntime) -> None:
+        self.runtime = runtime
+        self.after_route: list[Task[..., Any]] = []
+        self.after_response: list[Task[..., Any]] = []
+
+    def defer(self, mode: Mode, task: Task[..., Any]) -> None:
+        self.runtime.check_admission()
+        self.runtime.counters.deferred += 1
+        (self.after_route if mode is Mode.AFTER_ROUTE else self.after_response).append(task)
+
+    def _take(self, mode: Mode) -> list[Task[..., Any]]:
+        if mode is Mode.AFTER_ROUTE:
+            tasks, self.after_route = self.after_route, []
+        else:
+            tasks, self.after_response = self.after_response, []
+        self.runtime.counters.deferred -= len(tasks)
+        return tasks
+
+    def release(self, mode: Mode) -> None:
+        """Start the queued tasks of ``mode`` in the order they were scheduled."""
+        tasks = self._take(mode)
+        if not tasks:
+            return
+        runtime = self.runtime
+        refused: list[Task[..., Any]] = []
+        error: Exception | None = None
+        for task in tasks:
+            try:
+                runtime.submit(task)
+            except FastAPITasksError as exc:  # shutdown began or max_pending reached
+                error = exc
+                refused.append(task)
+                task._mark_finished(TaskState.CANCELLED)
+        if refused:
+            logger.warning(
+                "fastapi-tasks: %d %s task(s) rejected on release (%s): %s",
+                len(refused),
+                _MODE_LABEL[mode],
+                error,
+                ", ".join(task.name for task in refused),
+            )
+
+    def discard(self, mode: Mode, reason: BaseException) -> None:
+        """Drop the queued tasks of ``mode`` because the endpoint raised ``reason``."""
+        tasks = self._take(mode)
+        if not tasks:
+            return
+        self.runtime.counters.discarded += len(tasks)
+        for task in tasks:
+            task._mark_finished(TaskState.CANCELLED)
+        logger.warning(
+            "fastapi-tasks: discarded %d %s task(s) because the endpoint raised %s: %s",
+            len(tasks),
+            _MODE_LABEL[mode],
+            type(reason).__name__,
+            ", ".join(task.name for task in tasks),
+        )
+
+
+class TaskScheduler:
+    """Schedules tasks. This is what a ``tasks: Tasks`` parameter receives.
+
+    ``tasks.schedule(...)`` starts a task now; ``tasks.after_route.schedule(...)`` and
+    ``tasks.after_response.schedule(...)`` queue it for later in the request;
+    ``tasks.task(name=..., shield=..., on_error=...)`` returns a scheduler with those settings
+    merged over the global :class:`TaskConfig`. Every form returns the :class:`Task`.
+    """
+
+    __slots__ = ("_after_response", "_after_route", "_config", "_mode", "_queues", "_runtime")
+
+    def __init__(
+        self,
+        runtime: TaskRuntime,
+        config: TaskConfig,
+        queues: RequestQueues | None = None,
+        mode: Mode = Mode.NOW,
+    ) -> None:
+        self._runtime = runtime
+        self._config = config
+        self._queues = queues
+        self._mode = mode
+        self._after_route: TaskScheduler | None = None
+        self._after_response: TaskScheduler | None = None
+
+    @property
+    def config(self) -> TaskConfig:
+        """The settings tasks scheduled here get (global config merged with ``task(...)``)."""
+        return self._config
+
+    @overload
+    def schedule(
+        self, func: Callable[P, Awaitable[T]], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Task[P, T]: ...
+
+    @overload
+    def schedule(
+        self, func: Callable[P, T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> Task[P, T]: ...
+
+    def schedule(self, func: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Task[..., Any]:
+        """Schedule ``func(*args, **kwargs)`` and return its :class:`Task` without waiting.
+
+        On a request's scheduler the task starts now, concurrently with the endpoint; on
+        ``after_route`` it is queued and started once the endpoint function has returned,
+        before the response is sent; on ``after_response`` it is queued and started once the
+        response has been sent (for a streaming response, after its last chunk). Queued tasks
+        are dropped if the endpoint raises. ``async def`` functions run on the event loop; plain
+        functions run in the runtime's own thread pool. Safe to call from worker threads.
+
+        :raises TypeError: if ``func`` is not a plain or coroutine function.
+        :raises FastAPITasksShutdownError: if the application is shutting down.
+        :raises FastAPITasksQueueFullError: if ``max_pending`` tasks are already waiting.
+        :raises FastAPITasksUninitializedAppError: if the app's lifespan is not running.
+        """
+        task: Task[..., Any] = Task(func, args, kwargs, self._config)
+        if self._mode is Mode.NOW:
+            self._runtime.submit(task)
+        else:
+            queues = self._queues
+            assert queues is not None
+            self._runtime.call_on_loop(queues.defer, self._mode, task)
+        return task
+
+    def task(
+        self,
+        *,
+        name: str | None = None,
+        shield: bool | None = None,
+        on_error: ErrorHandler | None = None,
+    ) -> TaskScheduler:
+        """A scheduler of the same timing whose tasks get these settings; ``None`` inherits.
+
+        :raises TypeError: if a setting has the wrong type.
+        """
+        override = TaskConfig(name=name, shield=shield, on_error=on_error)
+        return TaskScheduler(self._runtime, self._config.merge(override), self._queues, self._mode)
+
+    def _deferred(self, mode: Mode) -> TaskScheduler:
+        if self._queues is None:
+            raise FastAPITasksError(
+                f"{_MODE_LABEL[mode].replace('-', '_')} scheduling needs a request: use the "
+                "Tasks dependency in an endpoint or dependency (outside a request only "
+                "schedule() is available)"
+            )
+        return TaskScheduler(self._runtime, self._config, self._queues, mode)
+
+    @property
+    def after_route(self) -> TaskScheduler:
+        """Tasks scheduled here start after the endpoint function returns, before the
+        response is sent (fire-and-forget: the response does not wait for them)."""
+        if self._after_route is None:
+            self._after_route = self._deferred(Mode.AFTER_ROUTE)
+        return self._after_route
+
+    @property
+    def after_response(self) -> TaskScheduler:
+        """Tasks scheduled here start after the response has been sent."""
+        if self._after_response is None:
+            self._after_response = self._deferred(Mode.AFTER_RESPONSE)
+        return self._after_response
+
+    def stats(self) -> TaskStats:
+        """A snapshot of the runtime's counters (see :class:`TaskStats`)."""
+        return self._runtime.stats()
+
+    def __repr__(self) -> str:
+        mode = "now" if self._mode is Mode.NOW else _MODE_LABEL[self._mode]
+        return f"<TaskScheduler mode={mode} config={self._config!r}>"

@@ -1,0 +1,97 @@
+"""Counters kept by the runtime and the immutable :class:`TaskStats` snapshot."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+__all__ = ["Counters", "RuntimeState", "TaskStats"]
+
+RuntimeState = Literal["idle", "running", "draining", "stopped"]
+
+
+@dataclass(frozen=True)
+class TaskStats:
+    """A point-in-time snapshot of a task runtime. Plain values only: safe to return as JSON.
+
+    Invariant (holds in every snapshot)::
+
+        scheduled == pending + running + succeeded + failed + cancelled
+
+    ``rejected`` (refused by ``schedule()`` or on release), ``discarded`` (after-route and
+    after-response tasks dropped because the endpoint raised) and ``deferred`` (queued for after
+    the route/response, not released yet) are outside ``scheduled``: a task is counted in
+    ``scheduled`` only once it is admitted to run.
+    """
+
+    #: ``"idle"`` before the lifespan started, then ``"running"``, ``"draining"``, ``"stopped"``.
+    state: RuntimeState
+    #: The process this snapshot describes (one runtime per worker process).
+    pid: int
+    thread_limit: int
+    #: Threads of the runtime's own limiter running a sync task right now.
+    threads_busy: int
+    scheduled: int
+    #: Admitted and waiting to start (sync tasks waiting for a thread, async ones not yet picked).
+    pending: int
+    running: int
+    succeeded: int
+    failed: int
+    cancelled: int
+    #: Of ``cancelled``: tasks given up at the shutdown deadline or abandoned in their thread.
+    abandoned: int
+    rejected: int
+    discarded: int
+    deferred: int
+
+    def to_dict(self) -> dict[str, int | str]:
+        """The snapshot as a ``dict`` of ``str``/``int`` values."""
+        return asdict(self)
+
+
+class Counters:
+    """Mutable counters, written only on the event loop thread (O(1) to read)."""
+
+    __slots__ = (
+        "abandoned",
+        "cancelled",
+        "deferred",
+        "discarded",
+        "failed",
+        "pending",
+        "rejected",
+        "running",
+        "scheduled",
+        "succeeded",
+    )
+
+    def __init__(self) -> None:
+        self.scheduled = 0
+        self.pending = 0
+        self.running = 0
+        self.succeeded = 0
+        self.failed = 0
+        self.cancelled = 0
+        self.abandoned = 0
+        self.rejected = 0
+        self.discarded = 0
+        self.deferred = 0
+
+    def snapshot(self, state: RuntimeState, thread_limit: int, threads_busy: int) -> TaskStats:
+        return TaskStats(
+            state=state,
+            pid=os.getpid(),
+            thread_limit=thread_limit,
+            threads_busy=threads_busy,
+            scheduled=self.scheduled,
+            pending=self.pending,
+            running=self.running,
+            succeeded=self.succeeded,
+            failed=self.failed,
+            cancelled=self.cancelled,
+            abandoned=self.abandoned,
+            rejected=self.rejected,
+            discarded=self.discarded,
+            deferred=self.deferred,
+        )
