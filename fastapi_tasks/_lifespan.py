@@ -7,20 +7,21 @@ can still use the resources the app's lifespan opened.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 
 from ._config import TaskConfig
+from ._request_hooks import MarkingExceptionHandlers, TasksMiddleware
 from ._runtime import TaskRuntime
 from ._shutdown import drain
 from .errors import FastAPITasksAlreadyAddedError, FastAPITasksUninitializedAppError
 
 __all__ = ["STATE_KEY", "add_tasks", "get_runtime"]
 
-#: Key of the runtime in the lifespan state (``request.scope["state"]``) and on ``app.state``.
+#: Attribute of ``app.state`` that holds the runtime.
 STATE_KEY = "fastapi_tasks_runtime"
 
 
@@ -78,20 +79,25 @@ def add_tasks(
     runtime = TaskRuntime(
         config=config or TaskConfig(), thread_limit=thread_limit, max_pending=max_pending
     )
+    try:
+        app.add_middleware(TasksMiddleware, runtime=runtime)
+    except RuntimeError as exc:
+        raise RuntimeError(
+            "add_tasks() must be called before the application starts serving"
+        ) from exc
+    if not isinstance(app.exception_handlers, MarkingExceptionHandlers):
+        app.exception_handlers = MarkingExceptionHandlers(app.exception_handlers)
     setattr(app.state, STATE_KEY, runtime)
     app_lifespan = app.router.lifespan_context
     timeout = None if shutdown_timeout is None else float(shutdown_timeout)
 
     @asynccontextmanager
-    async def lifespan(lifespan_app: Any) -> AsyncIterator[Mapping[str, Any]]:
-        async with app_lifespan(lifespan_app) as app_state:
-            state = dict(app_state) if app_state else {}
-            state[STATE_KEY] = runtime
-            async with runtime.serving():
-                try:
-                    yield state
-                finally:
-                    await drain(runtime, timeout=timeout)
+    async def lifespan(lifespan_app: Any) -> AsyncIterator[Any]:
+        async with app_lifespan(lifespan_app) as app_state, runtime.serving():
+            try:
+                yield app_state
+            finally:
+                await drain(runtime, timeout=timeout)
 
     app.router.lifespan_context = lifespan
 

@@ -34,6 +34,7 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 
+from ._backend import Backend, Waiter, current_backend
 from ._config import TaskConfig
 from ._stats import Counters, RuntimeState, TaskStats
 from ._task import Task, TaskState, callable_name, is_async_callable
@@ -60,20 +61,11 @@ MAX_IDLE_WORKERS = 512
 # Task.thread_state values: the hand-off between a carrier and its worker thread.
 _NOT_STARTED, _IN_THREAD, _FINISHED, _ABANDONED = 0, 1, 2, 3
 
+_PENDING = TaskState.PENDING
 _RUNNING = TaskState.RUNNING
 _SUCCEEDED = TaskState.SUCCEEDED
 _FAILED = TaskState.FAILED
 _CANCELLED = TaskState.CANCELLED
-
-
-class _Slot:
-    """Where a parked worker waits for its next task."""
-
-    __slots__ = ("event", "task")
-
-    def __init__(self) -> None:
-        self.event = anyio.Event()
-        self.task: Task[..., Any] | None = None
 
 
 class TaskRuntime:
@@ -95,7 +87,11 @@ class TaskRuntime:
         self.sync_queue: deque[Task[..., Any]] = deque()
         self.tg: TaskGroup | None = None
         self.limiter: anyio.CapacityLimiter | None = None
-        self._idle: list[_Slot] = []
+        self.ready: deque[Task[..., Any]] = deque()
+        self._idle: list[Waiter] = []
+        self._backend: Backend | None = None
+        self._kick_pending = False
+        self._accepting = False
         self._carriers = 0
         self._loop_thread: int | None = None
         self._token: anyio.lowlevel.EventLoopToken | None = None
@@ -112,19 +108,24 @@ class TaskRuntime:
         self.counters = Counters()
         self.live = set()
         self.sync_queue = deque()
+        self.ready = deque()
         self._idle = []
+        self._kick_pending = False
         self._carriers = 0
         self._idle_event = None
         self.limiter = anyio.CapacityLimiter(self.thread_limit)
         self._cancelled_exc = anyio.get_cancelled_exc_class()
         self._token = anyio.lowlevel.current_token()
         self._loop_thread = threading.get_ident()
+        self._backend = current_backend()
         try:
             async with anyio.create_task_group() as tg:
                 self.tg = tg
                 self.state = "running"
+                self._accepting = True
                 yield
         finally:
+            self._accepting = False
             self.state = "stopped"
             self.tg = None
             self._finish_leftovers()
@@ -163,9 +164,14 @@ class TaskRuntime:
         )
 
     # ---------------------------------------------------------------- admission
+    def close_admission(self) -> None:
+        """From now on every ``schedule()`` raises ``FastAPITasksShutdownError``."""
+        self._accepting = False
+        self.state = "draining"
+
     def check_admission(self) -> None:
         """Raise (and count a rejection) unless new work is accepted right now. Loop thread."""
-        if self.state != "running":
+        if not self._accepting:
             if self.state == "idle":
                 raise FastAPITasksUninitializedAppError(
                     "the fastapi-tasks runtime is not running: call add_tasks(app) and run the "
@@ -203,29 +209,46 @@ class TaskRuntime:
         counters.pending += 1
         self.live.add(task)
         task._limiter = self.limiter
-        tg = self.tg
-        assert tg is not None
-        if task.is_async:
-            if self._idle:
-                slot = self._idle.pop()
-                slot.task = task
-                slot.event.set()
-            else:
-                tg.start_soon(self._async_worker, task, name="fastapi-tasks worker")
-        else:
+        if not task.is_async:
             self.sync_queue.append(task)
             if self._carriers < self.thread_limit:
                 self._carriers += 1
-                tg.start_soon(self._sync_carrier, name="fastapi-tasks thread carrier")
+                assert self.tg is not None
+                self.tg.start_soon(self._sync_carrier, name="fastapi-tasks thread carrier")
+        elif task.config.shield is True:
+            self._wake_worker(task)  # shielded tasks skip the shared queue: see _async_worker
+        else:
+            self.ready.append(task)
+            if not self._kick_pending:
+                self._kick_pending = True
+                assert self._backend is not None
+                self._backend.call_soon(self._kick)
+
+    def _kick(self) -> None:
+        """Next loop turn after work was queued: make sure some worker is draining ``ready``."""
+        self._kick_pending = False
+        if self.ready and self._accepting:
+            self._wake_worker(None)
+
+    def _wake_worker(self, task: Task[..., Any] | None) -> None:
+        idle = self._idle
+        while idle:
+            waiter = idle.pop()
+            if not waiter.done():  # skip a waiter whose worker was cancelled
+                waiter.set_result(task)
+                return
+        assert self.tg is not None
+        self.tg.start_soon(self._async_worker, task, name="fastapi-tasks worker")
 
     # ---------------------------------------------------------------- accounting
     def _finish(
         self, task: Task[..., Any], state: TaskState, error: BaseException | None = None
     ) -> None:
-        if task.done():
-            return
+        previous = task.state
+        if previous is not _RUNNING and previous is not _PENDING:
+            return  # already final
         counters = self.counters
-        if task.state is _RUNNING:
+        if previous is _RUNNING:
             counters.running -= 1
         else:
             counters.pending -= 1
@@ -244,7 +267,10 @@ class TaskRuntime:
         counters = self.counters
         counters.pending -= 1
         counters.running += 1
-        task._mark_started(time.monotonic())
+        task.state = _RUNNING
+        task.started_at = time.monotonic()
+        if task._started is not None:
+            task._started.set()
 
     def abandon(self, task: Task[..., Any]) -> None:
         """Give up on ``task`` (shutdown deadline): count it cancelled and abandoned."""
@@ -256,9 +282,11 @@ class TaskRuntime:
         self._finish(task, _CANCELLED)
 
     def cancel_unstarted(self, *, include_shielded: bool) -> list[Task[..., Any]]:
-        """Drop queued sync tasks that have not got a thread yet; return them."""
+        """Drop queued tasks that have not started (async ones waiting for a worker, sync ones
+        waiting for a thread); shielded ones stay unless ``include_shielded``. Return them."""
+        dropped = list(self.ready)  # only unshielded tasks go through ``ready``
+        self.ready = deque()
         kept: deque[Task[..., Any]] = deque()
-        dropped = []
         for task in self.sync_queue:
             if task.shielded and not include_shielded:
                 kept.append(task)
@@ -284,36 +312,52 @@ class TaskRuntime:
             self._finish(task, _CANCELLED)
 
     # ---------------------------------------------------------------- async workers
-    async def _async_worker(self, task: Task[..., Any]) -> None:
+    async def _async_worker(self, task: Task[..., Any] | None) -> None:
+        """A long-lived worker. It runs the shielded task it was handed (if any), then drains
+        the shared ``ready`` queue one task after another, then parks until woken again.
+
+        Running queued tasks back to back is what makes ``schedule()`` cheap: ten trivial tasks
+        cost one wake-up, not ten. It does not delay anyone: before starting a task while more
+        are queued, the worker asks for a kick on the next loop turn, so if this task blocks,
+        another worker picks up the rest right away (on a cooperative loop a task that does not
+        block would hold the loop anyway).
+        """
         idle = self._idle
+        cancelled_exc = self._cancelled_exc
+        backend = self._backend
+        assert backend is not None
         while True:
-            try:
-                if task.config.shield is True:
-                    await self._run_shielded(task)
+            if task is not None:
+                await self._run_shielded(task)
+            while self.ready:
+                task = self.ready.popleft()
+                if self.ready and not self._kick_pending:
+                    self._kick_pending = True
+                    backend.call_soon(self._kick)
+                # The body of _run_async, inlined: this is the per-task hot path.
+                self._begin(task)
+                try:
+                    await task.func(*task.args, **task.kwargs)
+                except cancelled_exc:
+                    self._finish(task, _CANCELLED)
+                except BaseException as exc:  # noqa: BLE001 - contained: logged and handled
+                    await self._fail(task, exc)
                 else:
-                    await self._run_async(task)
-            except Exception:  # pragma: no cover - defensive: a bug here must not kill the app
-                logger.exception("fastapi-tasks internal error while running %r", task)
-                self._finish(task, _FAILED)
-            if self.state != "running" or len(idle) >= MAX_IDLE_WORKERS:
+                    self._finish(task, _SUCCEEDED)
+            if not self._accepting or len(idle) >= MAX_IDLE_WORKERS:
                 return
-            slot = _Slot()
-            idle.append(slot)
+            waiter = backend.new_waiter()
+            idle.append(waiter)
             try:
-                await slot.event.wait()
+                task = await waiter
             except BaseException:
-                # Cancelled while parked (shutdown). A task handed over in the same instant
-                # must still be accounted for: shielded ones run, the others are cancelled.
-                orphan = slot.task
-                if orphan is not None:
-                    if orphan.config.shield is True:
+                # Cancelled while parked (shutdown). A shielded task handed over in the same
+                # instant must still run.
+                if waiter.done() and not waiter.cancelled():
+                    orphan = waiter.result()
+                    if orphan is not None:
                         await self._run_shielded(orphan)
-                    else:
-                        self._finish(orphan, _CANCELLED)
                 raise
-            next_task = slot.task
-            assert next_task is not None
-            task = next_task
 
     async def _run_shielded(self, task: Task[..., Any]) -> None:
         with anyio.CancelScope(shield=True) as scope:

@@ -15,7 +15,7 @@ from .errors import FastAPITasksError
 if TYPE_CHECKING:
     from ._stats import TaskStats
 
-__all__ = ["Mode", "RequestQueues", "TaskScheduler"]
+__all__ = ["Mode", "RequestQueues", "ResponseIncomplete", "TaskScheduler"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -33,38 +33,98 @@ _MODE_LABEL = {Mode.AFTER_ROUTE: "after-route", Mode.AFTER_RESPONSE: "after-resp
 class RequestQueues:
     """The after-route and after-response tasks of one request (or WebSocket session).
 
+    Created for every request by the request hooks (see ``_request_hooks``), which call
+    :meth:`endpoint_returned`, :meth:`response_sent` or :meth:`abort` at the right moments.
     Touched on the event loop thread only (the scheduler hops there from worker threads).
     """
 
-    __slots__ = ("after_response", "after_route", "runtime")
+    __slots__ = (
+        "_scheduler",
+        "after_response",
+        "after_route",
+        "raised",
+        "response_done",
+        "route_done",
+        "runtime",
+    )
 
     def __init__(self, runtime: TaskRuntime) -> None:
         self.runtime = runtime
-        self.after_route: list[Task[..., Any]] = []
-        self.after_response: list[Task[..., Any]] = []
+        self.after_route: list[Task[..., Any]] | None = None
+        self.after_response: list[Task[..., Any]] | None = None
+        #: Set by the exception-handler marker when the endpoint (or a dependency) raised.
+        self.raised: BaseException | None = None
+        self.route_done = False
+        self.response_done = False
+        self._scheduler: TaskScheduler | None = None
+
+    @property
+    def scheduler(self) -> TaskScheduler:
+        """The request's scheduler (one per request, shared by all its dependencies)."""
+        if self._scheduler is None:
+            runtime = self.runtime
+            self._scheduler = TaskScheduler(runtime, runtime.config, self)
+        return self._scheduler
 
     def defer(self, mode: Mode, task: Task[..., Any]) -> None:
-        self.runtime.check_admission()
+        runtime = self.runtime
+        runtime.check_admission()
+        if self.route_done if mode is Mode.AFTER_ROUTE else self.response_done:
+            if self.raised is None:
+                runtime.submit(task)  # its moment has passed already: start it now
+            else:
+                self._queue(mode, task)
+                self._discard(mode, self.raised)
+            return
+        self._queue(mode, task)
+
+    def _queue(self, mode: Mode, task: Task[..., Any]) -> None:
         self.runtime.counters.deferred += 1
-        (self.after_route if mode is Mode.AFTER_ROUTE else self.after_response).append(task)
+        if mode is Mode.AFTER_ROUTE:
+            if self.after_route is None:
+                self.after_route = []
+            self.after_route.append(task)
+        else:
+            if self.after_response is None:
+                self.after_response = []
+            self.after_response.append(task)
+
+    def endpoint_returned(self) -> None:
+        """The endpoint returned and the response is about to be sent."""
+        self.route_done = True
+        if self.after_route is not None:
+            self._release(Mode.AFTER_ROUTE)
+
+    def response_sent(self) -> None:
+        """The last chunk of the response went to the server (or the WebSocket ended)."""
+        self.route_done = self.response_done = True
+        if self.after_route is not None:
+            self._release(Mode.AFTER_ROUTE)
+        if self.after_response is not None:
+            self._release(Mode.AFTER_RESPONSE)
+
+    def abort(self, reason: BaseException) -> None:
+        """The endpoint raised (or the response never completed): drop what is queued."""
+        self.raised = self.raised or reason
+        self.route_done = self.response_done = True
+        if self.after_route is not None:
+            self._discard(Mode.AFTER_ROUTE, reason)
+        if self.after_response is not None:
+            self._discard(Mode.AFTER_RESPONSE, reason)
 
     def _take(self, mode: Mode) -> list[Task[..., Any]]:
         if mode is Mode.AFTER_ROUTE:
-            tasks, self.after_route = self.after_route, []
+            tasks, self.after_route = self.after_route or [], None
         else:
-            tasks, self.after_response = self.after_response, []
+            tasks, self.after_response = self.after_response or [], None
         self.runtime.counters.deferred -= len(tasks)
         return tasks
 
-    def release(self, mode: Mode) -> None:
-        """Start the queued tasks of ``mode`` in the order they were scheduled."""
-        tasks = self._take(mode)
-        if not tasks:
-            return
+    def _release(self, mode: Mode) -> None:
         runtime = self.runtime
         refused: list[Task[..., Any]] = []
         error: Exception | None = None
-        for task in tasks:
+        for task in self._take(mode):
             try:
                 runtime.submit(task)
             except FastAPITasksError as exc:  # shutdown began or max_pending reached
@@ -80,8 +140,7 @@ class RequestQueues:
                 ", ".join(task.name for task in refused),
             )
 
-    def discard(self, mode: Mode, reason: BaseException) -> None:
-        """Drop the queued tasks of ``mode`` because the endpoint raised ``reason``."""
+    def _discard(self, mode: Mode, reason: BaseException) -> None:
         tasks = self._take(mode)
         if not tasks:
             return
@@ -89,12 +148,25 @@ class RequestQueues:
         for task in tasks:
             task._mark_finished(TaskState.CANCELLED)
         logger.warning(
-            "fastapi-tasks: discarded %d %s task(s) because the endpoint raised %s: %s",
+            "fastapi-tasks: discarded %d %s task(s) because %s: %s",
             len(tasks),
             _MODE_LABEL[mode],
-            type(reason).__name__,
+            _describe_reason(reason),
             ", ".join(task.name for task in tasks),
         )
+
+
+def _describe_reason(reason: BaseException) -> str:
+    if isinstance(reason, ResponseIncomplete):
+        return str(reason)
+    return f"the endpoint raised {type(reason).__name__}"
+
+
+class ResponseIncomplete(Exception):
+    """Reason recorded when the app returned without finishing the response."""
+
+    def __init__(self) -> None:
+        super().__init__("the response was not completed (did the client disconnect?)")
 
 
 class TaskScheduler:

@@ -58,7 +58,7 @@ async def drain(
     started = time.monotonic()
     counters = runtime.counters
     before = (counters.succeeded, counters.failed, counters.cancelled)
-    runtime.state = "draining"
+    runtime.close_admission()
     dropped = runtime.cancel_unstarted(include_shielded=False)
     tg = runtime.tg
     if tg is not None:

@@ -6,6 +6,7 @@ import enum
 import functools
 import inspect
 from collections.abc import Awaitable, Callable
+from types import FunctionType, MethodType
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast
 
 import anyio
@@ -16,7 +17,7 @@ from ._config import TaskConfig
 if TYPE_CHECKING:
     from anyio import CancelScope, CapacityLimiter
 
-__all__ = ["Task", "TaskState", "is_async_callable", "callable_name"]
+__all__ = ["Task", "TaskState", "callable_name", "classify", "is_async_callable"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -60,8 +61,25 @@ def callable_name(func: object) -> str:
     return f"{module}.{qualname}" if module and module != "builtins" else str(qualname)
 
 
-def _validate_callable(func: object) -> None:
-    if inspect.iscoroutine(func) or inspect.isawaitable(func):
+_GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
+
+
+def classify(func: object) -> bool:
+    """Validate a task callable and tell whether it is async (``True``) or plain (``False``).
+
+    Plain Python functions and methods take a fast path (one look at the code flags):
+    ``schedule()`` calls this for every task.
+
+    :raises TypeError: for non-callables, awaitables passed by mistake, and generator functions.
+    """
+    target = func.__func__ if type(func) is MethodType else func
+    if type(target) is FunctionType:
+        flags = target.__code__.co_flags
+        if flags & inspect.CO_COROUTINE:
+            return True
+        if not flags & _GENERATOR_FLAGS and not inspect.iscoroutinefunction(target):
+            return False
+    if inspect.isawaitable(func):
         raise TypeError(
             "schedule() takes the function itself and its arguments, not an awaitable: "
             "write tasks.schedule(fn, arg) instead of tasks.schedule(fn(arg))"
@@ -76,6 +94,7 @@ def _validate_callable(func: object) -> None:
             f"{callable_name(func)} is a generator function; a task must be a plain function "
             "or a coroutine function"
         )
+    return is_async_callable(func)
 
 
 class Task(Generic[P, T]):
@@ -134,12 +153,11 @@ class Task(Generic[P, T]):
         :raises TypeError: if ``func`` is not a plain or coroutine function (or an awaitable was
             passed by mistake).
         """
-        _validate_callable(func)
+        self.is_async = classify(func)
         self.func = func
         self.args = args
         self.kwargs = {} if kwargs is None else kwargs
         self.config = TaskConfig() if config is None else config
-        self.is_async = is_async_callable(func)
         self.state = TaskState.PENDING
         self.error = None
         self.started_at = None
