@@ -404,6 +404,8 @@ class TaskRuntime:
                 return
             if error is None:
                 self._finish(task, _SUCCEEDED)
+            elif isinstance(error, self._cancelled_exc):  # it obeyed check_cancelled()
+                self._finish(task, _CANCELLED)
             else:
                 await self._fail(task, error)
 
@@ -445,6 +447,8 @@ class TaskRuntime:
             return
         if error is None:
             self._finish(task, _SUCCEEDED)
+        elif isinstance(error, self._cancelled_exc):  # it obeyed check_cancelled()
+            self._finish(task, _CANCELLED)
         else:
             self._log_failure(task, error)
             self._finish(task, _FAILED, error)

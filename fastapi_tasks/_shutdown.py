@@ -65,8 +65,8 @@ async def drain(
         tg.cancel_scope.cancel()
     if runtime.live:
         logger.info(
-            "fastapi-tasks: draining %d task(s) (%d shielded); %d queued unshielded sync "
-            "task(s) dropped",
+            "fastapi-tasks: draining %d task(s) (%d shielded); %d queued unshielded "
+            "task(s) that had not started were dropped",
             len(runtime.live),
             sum(1 for task in runtime.live if task.shielded),
             len(dropped),
