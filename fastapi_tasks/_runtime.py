@@ -98,6 +98,8 @@ class TaskRuntime:
         self._cancelled_exc: type[BaseException] = BaseException
         self._lock = threading.Lock()
         self._idle_event: anyio.Event | None = None
+        #: Set by ``fastapi_tasks.testing.capture_tasks``: record tasks instead of running them.
+        self.capture: Callable[[Task[..., Any], str], None] | None = None
 
     # ---------------------------------------------------------------- lifecycle
     @asynccontextmanager

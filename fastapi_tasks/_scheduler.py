@@ -26,6 +26,10 @@ class Mode(enum.IntEnum):
     AFTER_ROUTE = 1
     AFTER_RESPONSE = 2
 
+    @property
+    def label(self) -> str:
+        return ("now", "after_route", "after_response")[self]
+
 
 _MODE_LABEL = {Mode.AFTER_ROUTE: "after-route", Mode.AFTER_RESPONSE: "after-response"}
 
@@ -225,12 +229,15 @@ class TaskScheduler:
         :raises FastAPITasksUninitializedAppError: if the app's lifespan is not running.
         """
         task: Task[..., Any] = Task(func, args, kwargs, self._config)
-        if self._mode is Mode.NOW:
-            self._runtime.submit(task)
+        runtime = self._runtime
+        if runtime.capture is not None:  # fastapi_tasks.testing.capture_tasks() is active
+            runtime.capture(task, self._mode.label)
+        elif self._mode is Mode.NOW:
+            runtime.submit(task)
         else:
             queues = self._queues
             assert queues is not None
-            self._runtime.call_on_loop(queues.defer, self._mode, task)
+            runtime.call_on_loop(queues.defer, self._mode, task)
         return task
 
     def task(
