@@ -91,6 +91,8 @@ class TaskRuntime:
         self._idle: list[Waiter] = []
         self._backend: Backend | None = None
         self._kick_pending = False
+        self._spawns_requested = 0
+        self._spawner_waiter: Waiter | None = None
         self._accepting = False
         self._carriers = 0
         self._loop_thread: int | None = None
@@ -113,6 +115,8 @@ class TaskRuntime:
         self.ready = deque()
         self._idle = []
         self._kick_pending = False
+        self._spawns_requested = 0
+        self._spawner_waiter = None
         self._carriers = 0
         self._idle_event = None
         self.limiter = anyio.CapacityLimiter(self.thread_limit)
@@ -123,6 +127,7 @@ class TaskRuntime:
         try:
             async with anyio.create_task_group() as tg:
                 self.tg = tg
+                tg.start_soon(self._spawner, name="fastapi-tasks spawner")
                 self.state = "running"
                 self._accepting = True
                 yield
@@ -227,20 +232,46 @@ class TaskRuntime:
                 self._backend.call_soon(self._kick)
 
     def _kick(self) -> None:
-        """Next loop turn after work was queued: make sure some worker is draining ``ready``."""
-        self._kick_pending = False
-        if self.ready and self._accepting:
-            self._wake_worker(None)
+        """Next loop turn after work was queued: make sure some worker is draining ``ready``.
 
-    def _wake_worker(self, task: Task[..., Any] | None) -> None:
+        This runs as a bare event-loop callback, outside any task, where anyio cannot tell
+        which async library is running (with sniffio installed): it must not call anyio. It
+        only completes a parked worker's waiter or the spawner's.
+        """
+        self._kick_pending = False
+        if self.ready and self._accepting and not self._wake_idle(None):
+            self._spawns_requested += 1
+            waiter = self._spawner_waiter
+            if waiter is not None:
+                self._spawner_waiter = None
+                waiter.set_result(None)
+
+    def _wake_idle(self, task: Task[..., Any] | None) -> bool:
         idle = self._idle
         while idle:
             waiter = idle.pop()
             if not waiter.done():  # skip a waiter whose worker was cancelled
                 waiter.set_result(task)
-                return
-        assert self.tg is not None
-        self.tg.start_soon(self._async_worker, task, name="fastapi-tasks worker")
+                return True
+        return False
+
+    def _wake_worker(self, task: Task[..., Any] | None) -> None:
+        """Hand ``task`` to a parked worker, or start a new one. Call it from a task."""
+        if not self._wake_idle(task):
+            assert self.tg is not None
+            self.tg.start_soon(self._async_worker, task, name="fastapi-tasks worker")
+
+    async def _spawner(self) -> None:
+        """Starts the workers that :meth:`_kick` asks for, from a proper task context."""
+        backend = self._backend
+        assert backend is not None and self.tg is not None
+        while True:
+            while self._spawns_requested:
+                self._spawns_requested -= 1
+                self.tg.start_soon(self._async_worker, None, name="fastapi-tasks worker")
+            waiter = backend.new_waiter()
+            self._spawner_waiter = waiter
+            await waiter
 
     # ---------------------------------------------------------------- accounting
     def _finish(

@@ -273,3 +273,31 @@ async def test_repr_names_the_task_and_never_its_arguments(make_app: Any) -> Non
     assert "charge-card" in text
     assert "charge" in text
     assert "4111" not in text
+
+
+def test_works_on_a_bare_asyncio_loop_like_uvicorns() -> None:
+    """uvicorn runs the app on a plain asyncio loop, where (with sniffio installed) anyio cannot
+    detect the library from inside a bare loop callback. Many blocking tasks force the runtime
+    to start new workers from its own callbacks."""
+    import asyncio
+
+    from asgi_lifespan import LifespanManager
+    from fastapi import FastAPI
+
+    from fastapi_tasks import add_tasks
+
+    app = FastAPI()
+    add_tasks(app)
+    finished: list[int] = []
+
+    async def blocking(i: int) -> None:
+        await asyncio.sleep(0.01)
+        finished.append(i)
+
+    async def main() -> None:
+        async with LifespanManager(app):
+            handles = [get_tasks(app).schedule(blocking, i) for i in range(50)]
+            await asyncio.wait_for(asyncio.gather(*(h.wait() for h in handles)), 10)
+
+    asyncio.run(main())
+    assert sorted(finished) == list(range(50))
