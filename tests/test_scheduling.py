@@ -9,7 +9,7 @@ import pytest
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
-from fastapi_tasks import Task, TaskScheduler, Tasks, TaskState, get_tasks
+from fastapi_tasks import Task, Tasks, TaskScheduler, TaskState, get_tasks
 
 from .conftest import serve
 
