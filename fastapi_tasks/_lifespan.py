@@ -93,11 +93,16 @@ def add_tasks(
 
     @asynccontextmanager
     async def lifespan(lifespan_app: Any) -> AsyncIterator[Any]:
-        async with app_lifespan(lifespan_app) as app_state, runtime.serving():
-            try:
-                yield app_state
-            finally:
-                await drain(runtime, timeout=timeout)
+        runtime.prepare()  # the app's startup code may schedule; those tasks wait for serving()
+        try:
+            async with app_lifespan(lifespan_app) as app_state, runtime.serving():
+                try:
+                    yield app_state
+                finally:
+                    await drain(runtime, timeout=timeout)
+        finally:
+            if runtime.state != "stopped":  # the app's startup failed before serving began
+                runtime.stop()
 
     app.router.lifespan_context = lifespan
 

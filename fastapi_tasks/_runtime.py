@@ -89,6 +89,7 @@ class TaskRuntime:
         self.limiter: anyio.CapacityLimiter | None = None
         self.ready: deque[Task[..., Any]] = deque()
         self._idle: list[Waiter] = []
+        self._early: list[Task[..., Any]] = []
         self._backend: Backend | None = None
         self._kick_pending = False
         self._spawns_requested = 0
@@ -104,15 +105,17 @@ class TaskRuntime:
         self.capture: Callable[[Task[..., Any], str], None] | None = None
 
     # ---------------------------------------------------------------- lifecycle
-    @asynccontextmanager
-    async def serving(self) -> AsyncIterator[None]:
-        """Own a task group and accept work inside the block (the drain is the caller's job)."""
-        if self.state in ("running", "draining"):
+    def prepare(self) -> None:
+        """Start accepting work (state ``starting``): call on the event loop thread when the
+        lifespan begins, before the application's own startup code runs. Tasks scheduled
+        from that startup code wait, counted as pending, until :meth:`serving` starts them."""
+        if self.state in ("starting", "running", "draining"):
             raise RuntimeError("this task runtime is already running (one lifespan at a time)")
         self.counters = Counters()
         self.live = set()
         self.sync_queue = deque()
         self.ready = deque()
+        self._early = []
         self._idle = []
         self._kick_pending = False
         self._spawns_requested = 0
@@ -124,18 +127,32 @@ class TaskRuntime:
         self._token = anyio.lowlevel.current_token()
         self._loop_thread = threading.get_ident()
         self._backend = current_backend()
+        self.state = "starting"
+        self._accepting = True
+
+    @asynccontextmanager
+    async def serving(self) -> AsyncIterator[None]:
+        """Own the task group and run tasks inside the block (the drain is the caller's job)."""
+        if self.state != "starting":
+            self.prepare()
         try:
             async with anyio.create_task_group() as tg:
                 self.tg = tg
                 tg.start_soon(self._spawner, name="fastapi-tasks spawner")
                 self.state = "running"
-                self._accepting = True
+                early, self._early = self._early, []
+                for task in early:
+                    self._dispatch(task)
                 yield
         finally:
-            self._accepting = False
-            self.state = "stopped"
-            self.tg = None
-            self._finish_leftovers()
+            self.stop()
+
+    def stop(self) -> None:
+        """Refuse work from now on; whatever was never started is counted as cancelled."""
+        self._accepting = False
+        self.state = "stopped"
+        self.tg = None
+        self._finish_leftovers()
 
     def on_loop_thread(self) -> bool:
         return self._loop_thread == threading.get_ident()
@@ -216,6 +233,12 @@ class TaskRuntime:
         counters.pending += 1
         self.live.add(task)
         task._limiter = self.limiter
+        if self.tg is None:  # scheduled by the app's startup code: started by serving()
+            self._early.append(task)
+        else:
+            self._dispatch(task)
+
+    def _dispatch(self, task: Task[..., Any]) -> None:
         if not task.is_async:
             self.sync_queue.append(task)
             if self._carriers < self.thread_limit:
@@ -340,7 +363,11 @@ class TaskRuntime:
     def _finish_leftovers(self) -> None:
         # Safety net after the task group closed: nothing may stay unaccounted for.
         for task in list(self.live):
-            logger.error("fastapi-tasks lost track of %r; counting it as cancelled", task)
+            logger.warning(
+                "fastapi-tasks: %r never completed (the lifespan ended first); counted as "
+                "cancelled",
+                task,
+            )
             self.counters.abandoned += 1
             self._finish(task, _CANCELLED)
 
@@ -522,7 +549,7 @@ class TaskRuntime:
     # ---------------------------------------------------------------- introspection
     def stats(self) -> TaskStats:
         """A consistent snapshot of the counters (taken on the loop thread when running)."""
-        if self.state in ("running", "draining") and not self.on_loop_thread():
+        if self.state in ("starting", "running", "draining") and not self.on_loop_thread():
             try:
                 return self.call_on_loop(self._snapshot)
             except Exception:  # noqa: BLE001 - fall back to a best-effort read

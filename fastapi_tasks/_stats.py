@@ -8,7 +8,7 @@ from typing import Literal
 
 __all__ = ["Counters", "RuntimeState", "TaskStats"]
 
-RuntimeState = Literal["idle", "running", "draining", "stopped"]
+RuntimeState = Literal["idle", "starting", "running", "draining", "stopped"]
 
 
 @dataclass(frozen=True)
@@ -25,7 +25,8 @@ class TaskStats:
     ``scheduled`` only once it is admitted to run.
     """
 
-    #: ``"idle"`` before the lifespan started, then ``"running"``, ``"draining"``, ``"stopped"``.
+    #: ``"idle"`` before the lifespan, ``"starting"`` while the app's own startup code runs
+    #: (tasks it schedules wait), then ``"running"``, ``"draining"``, ``"stopped"``.
     state: RuntimeState
     #: The process this snapshot describes (one runtime per worker process).
     pid: int

@@ -211,3 +211,41 @@ async def test_the_runtime_restarts_for_each_lifespan() -> None:
             assert get_tasks(app).stats().scheduled == 1
         assert get_tasks(app).stats().state == "stopped"
     assert ran == [0, 1, 2]
+
+
+async def test_startup_code_can_schedule_and_its_tasks_wait_for_the_runtime() -> None:
+    events: list[str] = []
+
+    async def record(tag: str) -> None:
+        events.append(tag)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        task = get_tasks(app).schedule(record, "scheduled at startup")
+        stats = get_tasks(app).stats()
+        assert (stats.state, stats.pending) == ("starting", 1)
+        events.append("startup finished")
+        yield
+        assert task.done()
+
+    app = FastAPI(lifespan=lifespan)
+    add_tasks(app)
+    async with serve(app):
+        await get_tasks(app).schedule(record, "while serving").wait()
+    assert events == ["startup finished", "scheduled at startup", "while serving"]
+
+
+async def test_tasks_scheduled_by_a_failing_startup_are_accounted_for() -> None:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        get_tasks(app).schedule(print, "never")
+        raise RuntimeError("database unreachable")
+        yield  # pragma: no cover
+
+    app = FastAPI(lifespan=lifespan)
+    add_tasks(app)
+    with pytest.raises(RuntimeError, match="database unreachable"):
+        async with serve(app):
+            pass  # pragma: no cover
+    stats = get_tasks(app).stats()
+    assert (stats.state, stats.scheduled, stats.cancelled, stats.pending) == ("stopped", 1, 1, 0)
