@@ -31,6 +31,9 @@ if TYPE_CHECKING:
 
 __all__ = ["drain"]
 
+#: Seconds between two "still draining" log lines (read at each drain; tests lower it).
+PROGRESS_INTERVAL = 5.0
+
 #: Longest list of task names put in one log line.
 _MAX_NAMES = 20
 
@@ -51,10 +54,12 @@ async def drain(
     runtime: TaskRuntime,
     *,
     timeout: float | None,
-    progress_interval: float = 5.0,
+    progress_interval: float | None = None,
 ) -> None:
     """Shut ``runtime`` down as described in the module docstring. Call it inside
     ``runtime.serving()``; it returns when no task is left running or the deadline passed."""
+    if progress_interval is None:
+        progress_interval = PROGRESS_INTERVAL
     started = time.monotonic()
     counters = runtime.counters
     before = (counters.succeeded, counters.failed, counters.cancelled)
