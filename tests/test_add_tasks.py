@@ -140,6 +140,7 @@ async def test_shielded_work_drains_before_the_apps_teardown() -> None:
     ]
 
 
+@pytest.mark.filterwarnings("ignore:The on_startup and on_shutdown:DeprecationWarning")
 def test_on_startup_and_on_shutdown_handlers_still_run() -> None:
     events: list[str] = []
     app = FastAPI(
