@@ -4,8 +4,9 @@ Run it from the repository root and open http://127.0.0.1:8000/docs::
 
     uvicorn docs_src.demo_app:app
 
-Then try the endpoints, watch the log, read ``GET /activity`` and ``GET /health``, and stop the
-server with Ctrl+C while a report is being built to see the shielded task finish first.
+Then try the endpoints, watch the log, read ``GET /activity``, ``GET /health`` and (with the
+prometheus extra installed) ``GET /metrics``, and stop the server with Ctrl+C while a report is
+being built to see the shielded task finish first.
 """
 
 import logging
@@ -128,3 +129,16 @@ async def recent_activity() -> list[str]:
 @app.get("/health")
 async def health() -> dict[str, int | str]:
     return get_tasks(app).stats().to_dict()
+
+
+# ---------------------------------------------------------------------------- metrics (optional)
+try:  # with the prometheus extra installed: pip install 'fastapi-tasks[prometheus]'
+    from prometheus_client import CollectorRegistry
+
+    from fastapi_tasks.prometheus import instrument, metrics_app
+except ImportError:  # pragma: no cover - the extra is not installed
+    pass
+else:
+    registry = CollectorRegistry()  # the demo's own; a real app would use the global one
+    instrument(app, registry=registry)
+    app.mount("/metrics", metrics_app(registry))

@@ -27,7 +27,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from contextlib import asynccontextmanager
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -36,7 +36,7 @@ import anyio.to_thread
 
 from ._backend import Backend, Waiter, current_backend
 from ._config import TaskConfig
-from ._stats import Counters, RuntimeState, TaskStats
+from ._stats import Counters, RuntimeState, TaskObserver, TaskStats
 from ._task import Task, TaskState, callable_name, is_async_callable
 from .errors import (
     FastAPITasksQueueFullError,
@@ -103,6 +103,8 @@ class TaskRuntime:
         self._idle_event: anyio.Event | None = None
         #: Set by ``fastapi_tasks.testing.capture_tasks``: record tasks instead of running them.
         self.capture: Callable[[Task[..., Any], str], None] | None = None
+        #: Set by ``fastapi_tasks.prometheus.instrument``: told about every accounting event.
+        self.observer: TaskObserver | None = None
 
     # ---------------------------------------------------------------- lifecycle
     def prepare(self) -> None:
@@ -182,7 +184,7 @@ class TaskRuntime:
                 "the fastapi-tasks runtime is not running: call add_tasks(app) and run the app's "
                 "lifespan (uvicorn does; in tests use 'with TestClient(app)' or LifespanManager)"
             )
-        self.counters.rejected += 1
+        self.count_refused("rejected")
         raise FastAPITasksShutdownError(
             "the application is shutting down: new tasks are not accepted"
         )
@@ -202,17 +204,27 @@ class TaskRuntime:
                     "app's lifespan (uvicorn does; in tests use 'with TestClient(app)' or an "
                     "ASGI lifespan manager)"
                 )
-            self.counters.rejected += 1
+            self.count_refused("rejected")
             raise FastAPITasksShutdownError(
                 "the application is shutting down: new tasks are not accepted"
             )
         max_pending = self.max_pending
         if max_pending is not None and self.counters.pending >= max_pending:
-            self.counters.rejected += 1
+            self.count_refused("rejected")
             raise FastAPITasksQueueFullError(
                 f"{self.counters.pending} tasks are already waiting to start "
                 f"(max_pending={max_pending}); try again later or raise max_pending"
             )
+
+    def count_refused(self, outcome: Literal["rejected", "discarded"], count: int = 1) -> None:
+        """Count tasks refused at ``schedule()`` (rejected) or dropped because their request
+        failed (discarded)."""
+        if outcome == "rejected":
+            self.counters.rejected += count
+        else:
+            self.counters.discarded += count
+        if self.observer is not None:
+            self.observer.refused(outcome, count)
 
     def submit(self, task: Task[..., Any]) -> Task[..., Any]:
         """Admit ``task`` and start it now. Safe from any thread.
@@ -233,6 +245,8 @@ class TaskRuntime:
         counters.pending += 1
         self.live.add(task)
         task._limiter = self.limiter
+        if self.observer is not None:
+            self.observer.scheduled(task)
         if self.tg is None:  # scheduled by the app's startup code: started by serving()
             self._early.append(task)
         else:
@@ -316,6 +330,8 @@ class TaskRuntime:
             counters.cancelled += 1
         self.live.discard(task)
         task._mark_finished(state, error)
+        if self.observer is not None:
+            self.observer.finished(task, state, previous is _RUNNING)
         if not self.live and self._idle_event is not None:
             self._idle_event.set()
 
@@ -327,6 +343,8 @@ class TaskRuntime:
         task.started_at = time.monotonic()
         if task._started is not None:
             task._started.set()
+        if self.observer is not None:
+            self.observer.started(task)
 
     def abandon(self, task: Task[..., Any]) -> None:
         """Give up on ``task`` (shutdown deadline): count it cancelled and abandoned."""

@@ -148,7 +148,7 @@ class RequestQueues:
         tasks = self._take(mode)
         if not tasks:
             return
-        self.runtime.counters.discarded += len(tasks)
+        self.runtime.count_refused("discarded", len(tasks))
         for task in tasks:
             task._mark_finished(TaskState.CANCELLED)
         logger.warning(

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
-__all__ = ["Counters", "RuntimeState", "TaskStats"]
+if TYPE_CHECKING:
+    from ._task import Task, TaskState
+
+__all__ = ["Counters", "RuntimeState", "TaskObserver", "TaskStats"]
 
 RuntimeState = Literal["idle", "starting", "running", "draining", "stopped"]
 
@@ -96,3 +99,15 @@ class Counters:
             discarded=self.discarded,
             deferred=self.deferred,
         )
+
+
+class TaskObserver(Protocol):
+    """Receives the runtime's accounting events as they happen (on the event loop thread).
+
+    Used by the optional Prometheus exporter; each call must be quick and must not raise.
+    """
+
+    def scheduled(self, task: Task[..., Any]) -> None: ...
+    def started(self, task: Task[..., Any]) -> None: ...
+    def finished(self, task: Task[..., Any], state: TaskState, was_running: bool) -> None: ...
+    def refused(self, outcome: Literal["rejected", "discarded"], count: int) -> None: ...

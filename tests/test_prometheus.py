@@ -1,0 +1,92 @@
+"""The optional Prometheus exporter."""
+
+import subprocess
+import sys
+from typing import Any
+
+import anyio
+import pytest
+from prometheus_client import CollectorRegistry
+
+from fastapi_tasks import Tasks, get_tasks
+from fastapi_tasks.prometheus import instrument, metrics_app
+from fastapi_tasks.testing import wait_for_tasks
+
+from .conftest import serve
+
+pytestmark = pytest.mark.anyio
+
+
+def test_the_core_never_imports_prometheus_client() -> None:
+    code = "import sys, fastapi_tasks.testing; print('prometheus_client' in sys.modules)"
+    assert subprocess.check_output([sys.executable, "-c", code], text=True).strip() == "False"
+
+
+def sample(registry: CollectorRegistry, name: str, **labels: str) -> float:
+    value = registry.get_sample_value(name, labels)
+    return 0.0 if value is None else value
+
+
+async def test_counters_gauges_and_durations(make_app: Any) -> None:
+    app = make_app(max_pending=50)
+    registry = CollectorRegistry()
+    instrument(app, registry=registry, max_task_names=2)
+    app.mount("/metrics", metrics_app(registry))
+    release = anyio.Event()
+
+    async def fails() -> None:
+        raise ValueError
+
+    @app.get("/boom")
+    async def boom(tasks: Tasks) -> None:
+        tasks.after_response.schedule(fails)
+        raise RuntimeError
+
+    async with serve(app, raise_app_exceptions=False) as client:
+        scheduler = get_tasks(app)
+        for name in ("a", "b", "c", "d"):
+            scheduler.task(name=name).schedule(anyio.sleep, 0)
+        scheduler.task(name="a").schedule(fails)
+        waiting = scheduler.schedule(release.wait)
+        await waiting.started.wait()
+        await client.get("/boom")
+        assert sample(registry, "fastapi_tasks_running") == 1
+        release.set()
+        await wait_for_tasks(app)
+        scheduler.schedule(anyio.sleep_forever)
+        text = (await client.get("/metrics/")).text
+    assert "fastapi_tasks_scheduled_total 7.0" in text
+    assert sample(registry, "fastapi_tasks_scheduled_total") == 7
+    assert sample(registry, "fastapi_tasks_finished_total", outcome="succeeded") == 5
+    assert sample(registry, "fastapi_tasks_finished_total", outcome="failed") == 1
+    assert sample(registry, "fastapi_tasks_finished_total", outcome="cancelled") == 1
+    assert sample(registry, "fastapi_tasks_refused_total", outcome="discarded") == 1
+    assert sample(registry, "fastapi_tasks_pending") == 0
+    assert sample(registry, "fastapi_tasks_running") == 0
+    count = "fastapi_tasks_task_duration_seconds_count"
+    assert sample(registry, count, task="a", outcome="succeeded") == 1
+    assert sample(registry, count, task="a", outcome="failed") == 1
+    assert sample(registry, count, task="b", outcome="succeeded") == 1
+    assert sample(registry, count, task="other", outcome="succeeded") == 3  # c, d, release.wait
+    stats = get_tasks(app).stats()
+    assert stats.scheduled == sample(registry, "fastapi_tasks_scheduled_total")
+
+
+async def test_rejections_are_counted(make_app: Any) -> None:
+    app = make_app()
+    registry = CollectorRegistry()
+    instrument(app, registry=registry)
+    async with serve(app):
+        pass
+    with pytest.raises(RuntimeError):
+        get_tasks(app).schedule(print)
+    assert sample(registry, "fastapi_tasks_refused_total", outcome="rejected") == 1
+
+
+def test_instrument_once_and_validates(make_app: Any) -> None:
+    app = make_app()
+    instrument(app, registry=CollectorRegistry())
+    with pytest.raises(ValueError, match="already"):
+        instrument(app, registry=CollectorRegistry())
+    with pytest.raises(ValueError, match="max_task_names"):
+        instrument(make_app(), registry=CollectorRegistry(), max_task_names=0)
