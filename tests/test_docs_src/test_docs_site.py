@@ -32,7 +32,9 @@ def test_every_example_is_included() -> None:
     examples = {
         path.relative_to(ROOT).as_posix()
         for path in DOCS_SRC.rglob("*")
-        if path.is_file() and path.suffix in (".py", ".yaml") and "__pycache__" not in path.parts
+        if path.is_file()
+        and path.suffix in (".py", ".yaml", ".sh")
+        and "__pycache__" not in path.parts
     }
     assert examples, "no examples found"
     assert sorted(examples - _includes()) == []
