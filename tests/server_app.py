@@ -92,7 +92,7 @@ async def schedule(
     task = tasks.task(name=name, shield=shield).schedule(job, name, seconds)
     if wait:
         await task.started.wait()
-    return {"scheduled": name}
+    return {"scheduled": name, "pid": str(os.getpid())}
 
 
 @app.post("/fail")
@@ -121,3 +121,10 @@ def ping() -> str:  # a def endpoint: runs on FastAPI's thread pool, not the run
 @app.get("/health")
 async def health() -> dict[str, int | str]:
     return get_tasks(app).stats().to_dict()
+
+
+if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):  # the multi-worker test
+    from fastapi_tasks.prometheus import instrument, metrics_app
+
+    instrument(app)
+    app.mount("/metrics", metrics_app())

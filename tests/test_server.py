@@ -25,7 +25,7 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, out: Path, env: dict[str, str]) -> None:
+    def __init__(self, out: Path, env: dict[str, str], workers: int = 1) -> None:
         self.out = out
         self.port = free_port()
         self.log = out / f"server-{self.port}.log"
@@ -42,6 +42,7 @@ class Server:
                 str(self.port),
                 "--log-level",
                 "info",
+                *(["--workers", str(workers)] if workers > 1 else []),
             ],
             cwd=ROOT,
             env={**os.environ, "FT_OUT": str(out), **env},
@@ -93,8 +94,8 @@ class Server:
 def server(tmp_path: Path) -> Iterator[Any]:
     started: list[Server] = []
 
-    def start(**env: str) -> Server:
-        srv = Server(tmp_path, env)
+    def start(workers: int = 1, **env: str) -> Server:
+        srv = Server(tmp_path, env, workers)
         started.append(srv)
         srv.wait_ready()
         return srv
@@ -194,3 +195,32 @@ def test_bad_input_is_a_clear_error_at_the_call(server: Any, tmp_path: Path) -> 
             assert message in bad.output()
         finally:
             bad.stop()
+
+
+def test_two_workers_each_drain_their_shielded_tasks_and_share_metrics(
+    server: Any, tmp_path: Path
+) -> None:
+    metrics_dir = tmp_path / "metrics"
+    metrics_dir.mkdir()
+    srv = server(workers=2, PROMETHEUS_MULTIPROC_DIR=str(metrics_dir))
+    pids: dict[str, int] = {}
+    scheduled = 0
+    # a new connection per request lets the kernel spread requests over both workers
+    with httpx.Client(
+        base_url=srv.url, timeout=10, limits=httpx.Limits(max_keepalive_connections=0)
+    ) as client:
+        while len(pids) < 2 or scheduled < 10:
+            assert scheduled < 400, f"requests never reached both workers: {pids}"
+            body = client.post(
+                "/schedule",
+                params={"name": f"shielded-{scheduled}", "seconds": 0.5, "shield": 1},
+            ).json()
+            pids[body["pid"]] = pids.get(body["pid"], 0) + 1
+            scheduled += 1
+        health_pids = {client.get("/health").json()["pid"] for _ in range(20)}
+        metrics = client.get("/metrics/").text
+    assert health_pids <= {int(pid) for pid in pids}
+    assert f"fastapi_tasks_scheduled_total {float(scheduled)}" in metrics  # both workers summed
+    srv.terminate(timeout=30)
+    written = sorted(p.name for p in tmp_path.iterdir() if p.name.startswith("shielded-"))
+    assert written == sorted(f"shielded-{i}" for i in range(scheduled))
