@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 
     from anyio.abc import TaskGroup
 
+    from ._durable import DurableBackend
+
 __all__ = ["TaskRuntime", "logger"]
 
 logger = logging.getLogger("fastapi_tasks")
@@ -105,6 +107,8 @@ class TaskRuntime:
         self.capture: Callable[[Task[..., Any], str], None] | None = None
         #: Set by ``fastapi_tasks.prometheus.instrument``: told about every accounting event.
         self.observer: TaskObserver | None = None
+        #: Set by ``fastapi_tasks.taskiq.add_durable_broker``: the queue ``tasks.durable`` uses.
+        self.durable: DurableBackend | None = None
 
     # ---------------------------------------------------------------- lifecycle
     def prepare(self) -> None:

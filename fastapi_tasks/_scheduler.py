@@ -13,6 +13,7 @@ from ._task import Task, TaskState
 from .errors import FastAPITasksError
 
 if TYPE_CHECKING:
+    from ._durable import DurableScheduler
     from ._stats import TaskStats
 
 __all__ = ["Mode", "RequestQueues", "ResponseIncomplete", "TaskScheduler"]
@@ -229,6 +230,10 @@ class TaskScheduler:
         :raises FastAPITasksUninitializedAppError: if the app's lifespan is not running.
         """
         task: Task[..., Any] = Task(func, args, kwargs, self._config)
+        self._place(task)
+        return task
+
+    def _place(self, task: Task[..., Any]) -> None:
         runtime = self._runtime
         if runtime.capture is not None:  # fastapi_tasks.testing.capture_tasks() is active
             runtime.capture(task, self._mode.label)
@@ -238,7 +243,6 @@ class TaskScheduler:
             queues = self._queues
             assert queues is not None
             runtime.call_on_loop(queues.defer, self._mode, task)
-        return task
 
     def task(
         self,
@@ -277,6 +281,18 @@ class TaskScheduler:
         if self._after_response is None:
             self._after_response = self._deferred(Mode.AFTER_RESPONSE)
         return self._after_response
+
+    @property
+    def durable(self) -> DurableScheduler:
+        """The same scheduler, handing jobs to a durable queue instead of running them here.
+
+        ``tasks.durable.schedule(job, ...)`` enqueues ``job`` on the broker registered with
+        ``fastapi_tasks.taskiq.add_durable_broker(app, broker)``; the timing modes apply to
+        the enqueue. See :class:`~fastapi_tasks._durable.DurableScheduler`.
+        """
+        from ._durable import DurableScheduler
+
+        return DurableScheduler(self)
 
     def stats(self) -> TaskStats:
         """A snapshot of the runtime's counters (see :class:`TaskStats`)."""

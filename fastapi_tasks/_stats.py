@@ -48,6 +48,9 @@ class TaskStats:
     rejected: int
     discarded: int
     deferred: int
+    #: Durable jobs handed to the queue (``tasks.durable``), and enqueues that failed.
+    enqueued: int
+    enqueue_failed: int
 
     def to_dict(self) -> dict[str, int | str]:
         """The snapshot as a ``dict`` of ``str``/``int`` values."""
@@ -62,6 +65,8 @@ class Counters:
         "cancelled",
         "deferred",
         "discarded",
+        "enqueue_failed",
+        "enqueued",
         "failed",
         "pending",
         "rejected",
@@ -81,6 +86,8 @@ class Counters:
         self.rejected = 0
         self.discarded = 0
         self.deferred = 0
+        self.enqueued = 0
+        self.enqueue_failed = 0
 
     def snapshot(self, state: RuntimeState, thread_limit: int, threads_busy: int) -> TaskStats:
         return TaskStats(
@@ -98,6 +105,8 @@ class Counters:
             rejected=self.rejected,
             discarded=self.discarded,
             deferred=self.deferred,
+            enqueued=self.enqueued,
+            enqueue_failed=self.enqueue_failed,
         )
 
 

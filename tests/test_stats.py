@@ -36,6 +36,8 @@ FIELDS = [
     "rejected",
     "discarded",
     "deferred",
+    "enqueued",
+    "enqueue_failed",
 ]
 
 
