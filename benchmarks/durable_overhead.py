@@ -1,13 +1,15 @@
 """Per-request cost of a durable enqueue (taskiq + a real redis-server) against an in-process
 schedule of the same job, in-process ASGI, lifespan running. Prints a Markdown table.
 
-    python benchmarks/durable_overhead.py [--requests 2000] [--rounds 5]
+    python benchmarks/durable_overhead.py [--requests 2000] [--rounds 5] [--write]
 
 Needs redis-server on PATH (Debian package redis-server) and the test extra installed. The
 script starts its own redis-server on a free loopback port and stops it at the end.
 """
 
 import argparse
+import os
+import platform
 import shutil
 import socket
 import statistics
@@ -56,6 +58,14 @@ def start_redis(workdir: Path) -> tuple[subprocess.Popen[bytes], str]:
     sys.exit("redis-server did not start")
 
 
+VARIANTS = {
+    "bare": "bare endpoint",
+    "in-process": "in-process after-response task",
+    "durable": "durable after-response enqueue",
+    "durable-confirmed": "durable enqueue awaited in the endpoint",
+}
+
+
 def build_app(redis_url: str) -> FastAPI:
     broker = ListQueueBroker(redis_url)
 
@@ -82,6 +92,12 @@ def build_app(redis_url: str) -> FastAPI:
         tasks.durable.after_response.schedule(send_receipt, order_id)
         return order_id
 
+    @app.post("/durable-confirmed/{order_id}")
+    async def durable_confirmed(order_id: int, tasks: Tasks) -> int:
+        # The client gets its answer only once the job is in Redis.
+        await tasks.durable.schedule(send_receipt, order_id).wait()
+        return order_id
+
     return app
 
 
@@ -97,14 +113,17 @@ async def measure(client: httpx.AsyncClient, app: FastAPI, path: str, requests: 
 
 async def main(requests: int, rounds: int, redis_url: str) -> dict[str, float]:
     app = build_app(redis_url)
-    samples: dict[str, list[float]] = {"bare": [], "in-process": [], "durable": []}
+    samples: dict[str, list[float]] = {path: [] for path in VARIANTS}
     async with LifespanManager(app) as manager:
         transport = httpx.ASGITransport(manager.app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
             for path in samples:  # warm-up
                 await measure(client, app, path, 200)
-            for _ in range(rounds):
-                for path in samples:
+            order = list(samples)
+            for round_no in range(rounds):
+                # Interleaved, rotating order: each variant sees the same machine conditions.
+                shift = round_no % len(order)
+                for path in order[shift:] + order[:shift]:
                     samples[path].append(await measure(client, app, path, requests))
             stats = get_tasks(app).stats()
     assert stats.enqueue_failed == 0, stats
@@ -115,6 +134,9 @@ def run() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=2000)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument(
+        "--write", action="store_true", help="write benchmarks/durable_results.md (for the docs)"
+    )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as workdir:
         proc, url = start_redis(Path(workdir))
@@ -124,12 +146,34 @@ def run() -> None:
             proc.terminate()
             proc.wait(timeout=10)
     base = result["bare"]
-    print("| endpoint | us/request (median) | over a bare endpoint |")
-    print("| --- | ---: | ---: |")
-    for path in ("bare", "in-process", "durable"):
-        print(f"| {path} | {result[path]:.1f} | +{result[path] - base:.1f} us |")
-    ratio = result["durable"] / result["in-process"]
-    print(f"\ndurable / in-process per request: {ratio:.2f}x")
+    lines = [
+        "| endpoint | us/request (median) | over a bare endpoint |",
+        "| --- | ---: | ---: |",
+    ]
+    for path, label in VARIANTS.items():
+        lines.append(f"| {label} | {result[path]:.1f} | +{result[path] - base:.1f} us |")
+    ratio = (result["durable"] - base) / (result["in-process"] - base)
+    lines.append("")
+    lines.append(f"Added cost per request, durable / in-process: {ratio:.1f}x")
+    table = "\n".join(lines)
+    print(table)
+    if args.write:
+        out = Path(__file__).with_name("durable_results.md")
+        header = (
+            f"<!-- python benchmarks/durable_overhead.py --requests {args.requests} "
+            f"--rounds {args.rounds} --write; {platform.python_version()}, "
+            f"{os.cpu_count()} cores, {subprocess_version()} -->\n"
+        )
+        out.write_text(header + table + "\n")
+        print(f"\nwrote {out}")
+
+
+def subprocess_version() -> str:
+    exe = shutil.which("redis-server")
+    if exe is None:
+        return "redis-server ?"
+    text = subprocess.run([exe, "--version"], capture_output=True, text=True).stdout
+    return " ".join(text.split()[:3])
 
 
 if __name__ == "__main__":
