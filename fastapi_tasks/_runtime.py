@@ -239,7 +239,8 @@ class TaskRuntime:
         """
         if self._loop_thread != threading.get_ident():
             return self.call_on_loop(self.submit, task)
-        self.check_admission()
+        if not self._accepting or self.max_pending is not None:  # the common case skips a call
+            self.check_admission()
         self._start(task)
         return task
 
@@ -268,9 +269,12 @@ class TaskRuntime:
         else:
             self.ready.append(task)
             if not self._kick_pending:
+                # Nobody is on the way to ``ready`` yet: wake a parked worker right here (it
+                # drains the whole batch), or let the kick ask the spawner for a new one.
                 self._kick_pending = True
-                assert self._backend is not None
-                self._backend.call_soon(self._kick)
+                if not self._wake_idle(None):
+                    assert self._backend is not None
+                    self._backend.call_soon(self._kick)
 
     def _kick(self) -> None:
         """Next loop turn after work was queued: make sure some worker is draining ``ready``.
@@ -280,12 +284,16 @@ class TaskRuntime:
         only completes a parked worker's waiter or the spawner's.
         """
         self._kick_pending = False
-        if self.ready and self._accepting and not self._wake_idle(None):
-            self._spawns_requested += 1
-            waiter = self._spawner_waiter
-            if waiter is not None:
-                self._spawner_waiter = None
-                waiter.set_result(None)
+        if not self.ready or not self._accepting:
+            return
+        if self._wake_idle(None):
+            self._kick_pending = True  # until that worker resumes: it drains ``ready``
+            return
+        self._spawns_requested += 1
+        waiter = self._spawner_waiter
+        if waiter is not None:
+            self._spawner_waiter = None
+            waiter.set_result(None)
 
     def _wake_idle(self, task: Task[..., Any] | None) -> bool:
         idle = self._idle
@@ -437,9 +445,13 @@ class TaskRuntime:
                 # instant must still run.
                 if waiter.done() and not waiter.cancelled():
                     orphan = waiter.result()
-                    if orphan is not None:
+                    if orphan is None:
+                        self._kick_pending = False  # it was woken for ``ready``: it won't come
+                    else:
                         await self._run_shielded(orphan)
                 raise
+            if task is None:  # woken for ``ready``: the wake-up it stood for has arrived
+                self._kick_pending = False
 
     async def _run_shielded(self, task: Task[..., Any]) -> None:
         with anyio.CancelScope(shield=True) as scope:

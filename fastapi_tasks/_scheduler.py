@@ -32,6 +32,7 @@ class Mode(enum.IntEnum):
         return ("now", "after_route", "after_response")[self]
 
 
+_NOW = Mode.NOW  # a global lookup on the schedule() hot path
 _MODE_LABEL = {Mode.AFTER_ROUTE: "after-route", Mode.AFTER_RESPONSE: "after-response"}
 
 
@@ -237,7 +238,7 @@ class TaskScheduler:
         runtime = self._runtime
         if runtime.capture is not None:  # fastapi_tasks.testing.capture_tasks() is active
             runtime.capture(task, self._mode.label)
-        elif self._mode is Mode.NOW:
+        elif self._mode is _NOW:
             runtime.submit(task)
         else:
             queues = self._queues

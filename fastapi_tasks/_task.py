@@ -36,6 +36,10 @@ class TaskState(str, enum.Enum):
 
 
 _FINAL = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED})
+# Module constants for the hot path (``Task()`` runs on every ``schedule()``): a global lookup
+# instead of an attribute lookup on an enum class or a module.
+_PENDING = TaskState.PENDING
+_CO_COROUTINE = inspect.CO_COROUTINE
 
 
 def is_async_callable(func: object) -> bool:
@@ -75,7 +79,7 @@ def classify(func: object) -> bool:
     target = func.__func__ if type(func) is MethodType else func
     if type(target) is FunctionType:
         flags = target.__code__.co_flags
-        if flags & inspect.CO_COROUTINE:
+        if flags & _CO_COROUTINE:
             return True
         if not flags & _GENERATOR_FLAGS and not inspect.iscoroutinefunction(target):
             return False
@@ -158,7 +162,7 @@ class Task(Generic[P, T]):
         self.args = args
         self.kwargs = {} if kwargs is None else kwargs
         self.config = TaskConfig() if config is None else config
-        self.state = TaskState.PENDING
+        self.state = _PENDING
         self.error = None
         self.started_at = None
         self.scope = None
@@ -188,7 +192,7 @@ class Task(Generic[P, T]):
         is handed to a worker thread)."""
         if self._started is None:
             self._started = anyio.Event()
-            if self.state is not TaskState.PENDING:
+            if self.state is not _PENDING:
                 self._started.set()
         return self._started
 
