@@ -3,9 +3,11 @@
 Design notes
 ------------
 * Async callables run on long-lived worker tasks in the runtime's task group. A worker that
-  finishes a task parks itself on a fresh event; ``schedule()`` hands the next task to a parked
-  worker (a few microseconds) and only spawns a new worker (``start_soon``, ~25 us) when none is
-  parked. At most ``MAX_IDLE_WORKERS`` workers stay parked; extra ones exit.
+  finishes a task parks itself on a fresh waiter. ``schedule()`` queues the task in ``ready``
+  and, unless a wake-up is already on its way, wakes one parked worker, which drains the whole
+  batch (a few microseconds in all). Only when none is parked does a loop callback (the "kick")
+  ask a spawner task for a new worker (``start_soon``, ~25 us). At most ``MAX_IDLE_WORKERS``
+  workers stay parked; extra ones exit.
 * Sync callables wait in a FIFO queue and are run by at most ``thread_limit`` carrier tasks, each
   calling :func:`anyio.to_thread.run_sync` with the runtime's own :class:`anyio.CapacityLimiter`.
   The threads FastAPI uses for ``def`` endpoints (anyio's default limiter) are never touched, and
@@ -93,6 +95,8 @@ class TaskRuntime:
         self._idle: list[Waiter] = []
         self._early: list[Task[..., Any]] = []
         self._backend: Backend | None = None
+        #: A wake-up for ``ready`` is on its way: a kick is scheduled, or a parked worker was
+        #: woken for ``ready`` and has not resumed yet. While set, queuing more wakes nobody.
         self._kick_pending = False
         self._spawns_requested = 0
         self._spawner_waiter: Waiter | None = None
@@ -241,10 +245,6 @@ class TaskRuntime:
             return self.call_on_loop(self.submit, task)
         if not self._accepting or self.max_pending is not None:  # the common case skips a call
             self.check_admission()
-        self._start(task)
-        return task
-
-    def _start(self, task: Task[..., Any]) -> None:
         counters = self.counters
         counters.scheduled += 1
         counters.pending += 1
@@ -256,6 +256,7 @@ class TaskRuntime:
             self._early.append(task)
         else:
             self._dispatch(task)
+        return task
 
     def _dispatch(self, task: Task[..., Any]) -> None:
         if not task.is_async:
@@ -277,7 +278,10 @@ class TaskRuntime:
                     self._backend.call_soon(self._kick)
 
     def _kick(self) -> None:
-        """Next loop turn after work was queued: make sure some worker is draining ``ready``.
+        """A loop turn later: if ``ready`` still holds tasks, wake a parked worker for them, or
+        ask the spawner for a new one. Scheduled when no parked worker could be woken at once,
+        and by a worker about to run a task while more are queued (if that task blocks, the
+        rest must not wait for it).
 
         This runs as a bare event-loop callback, outside any task, where anyio cannot tell
         which async library is running (with sniffio installed): it must not call anyio. It

@@ -80,6 +80,40 @@ async def test_several_tasks_run_concurrently(make_app: Any) -> None:
     assert all(task.state is TaskState.SUCCEEDED for task in tasks)
 
 
+async def test_reused_workers_never_leave_a_queued_task_behind(make_app: Any) -> None:
+    """Parked workers are woken directly by schedule(); a batch bigger than the parked pool,
+    and tasks queued by a task that then blocks, must still all run at the same time."""
+    app = make_app()
+
+    async def gathering(size: int) -> None:
+        arrived = 0
+        everyone = anyio.Event()
+
+        async def barrier() -> None:
+            nonlocal arrived
+            arrived += 1
+            if arrived == size:
+                everyone.set()
+            await everyone.wait()  # deadlocks unless all of the batch run at the same time
+
+        async def parent() -> None:
+            # Queued from inside a worker, which then blocks until its children have all met.
+            children = [get_tasks(app).schedule(barrier) for _ in range(size - 1)]
+            await barrier()
+            for child in children:
+                await child.wait()
+
+        with anyio.fail_after(5):
+            await get_tasks(app).schedule(parent).wait()
+
+    async with serve(app):
+        for size in (3, 6, 2, 9, 1, 9):  # reuse only, reuse plus new workers, and back
+            await gathering(size)
+        stats = get_tasks(app).stats()
+    assert stats.succeeded == 3 + 6 + 2 + 9 + 1 + 9  # per round: the parent and size - 1 children
+    assert stats.failed == stats.cancelled == 0
+
+
 class AsyncCallable:
     def __init__(self) -> None:
         self.calls: list[int] = []
