@@ -16,6 +16,7 @@ __all__ = [
     "RawASGI",
     "Series",
     "interleave",
+    "interleave_sliced",
     "interleave_sync",
     "percentile",
     "wait_until",
@@ -73,6 +74,39 @@ async def interleave(
                 _record(out, name, value)
         if log is not None and round_no >= warmup:
             log(f"round {round_no - warmup + 1}/{rounds} done")
+    return out
+
+
+async def interleave_sliced(
+    variants: Mapping[str, Callable[[], Awaitable[float]]],
+    *,
+    units: int,
+    rounds: int,
+    slices: int,
+    warmup: int = 1,
+    log: Callable[[str], None] | None = None,
+) -> Series:
+    """:func:`interleave` with each round cut into ``slices`` short turns.
+
+    Each call of a variant does ``units`` units of work (requests, say) and returns the seconds
+    it took. Within a round the variants take turns slice by slice, in rotating order, so every
+    variant's figure for the round (units per second over all its slices) is spread over the
+    same stretch of time as the others'. A burst of noise from the machine then lands on all
+    of them instead of on whichever variant happened to be running.
+    """
+    out: Series = {}
+    names = list(variants)
+    for round_no in range(warmup + rounds):
+        seconds = dict.fromkeys(names, 0.0)
+        for slice_no in range(slices):
+            for name in _order(names, round_no * slices + slice_no):
+                gc.collect()
+                seconds[name] += await variants[name]()
+        if round_no >= warmup:
+            for name in names:
+                _record(out, name, units * slices / seconds[name])
+            if log is not None:
+                log(f"round {round_no - warmup + 1}/{rounds} done")
     return out
 
 

@@ -29,7 +29,7 @@ import anyio.to_thread
 import httpx
 from asgi_lifespan import LifespanManager
 from fastapi import BackgroundTasks, FastAPI
-from harness import Measurement, RawASGI, Series, interleave, wait_until
+from harness import Measurement, RawASGI, Series, interleave, interleave_sliced, wait_until
 from impls import IMPL, Tasks
 
 SCENARIOS = ("scheduling", "sync_throughput", "shutdown", "memory")
@@ -38,6 +38,7 @@ SCENARIOS = ("scheduling", "sync_throughput", "shutdown", "memory")
 @dataclass(frozen=True)
 class Sizes:
     rounds: int
+    slices: int
     requests_httpx: int
     requests_raw: int
     schedule_calls: int
@@ -49,8 +50,8 @@ class Sizes:
     @classmethod
     def make(cls, *, quick: bool, rounds: int | None) -> "Sizes":
         if quick:
-            return cls(rounds or 2, 200, 500, 5_000, 2_000, 5_000, 500, 5_000)
-        return cls(rounds or 5, 1_500, 4_000, 20_000, 2_000, 10_000, 1_000, 10_000)
+            return cls(rounds or 2, 2, 200, 500, 5_000, 2_000, 5_000, 500, 5_000)
+        return cls(rounds or 5, 8, 1_600, 4_000, 20_000, 2_000, 10_000, 1_000, 10_000)
 
 
 def log(message: str) -> None:
@@ -182,8 +183,9 @@ async def scheduling(sizes: Sizes) -> dict[str, Series]:
         }
         for transport in ("httpx", "raw"):
             async with AsyncExitStack() as clients:
-                variants: dict[str, Callable[[], Awaitable[Measurement]]] = {}
-                n = sizes.requests_httpx if transport == "httpx" else sizes.requests_raw
+                variants: dict[str, Callable[[], Awaitable[float]]] = {}
+                total = sizes.requests_httpx if transport == "httpx" else sizes.requests_raw
+                n = total // sizes.slices  # requests per slice
                 for name, manager in managers.items():
                     if transport == "httpx":
                         client = await clients.enter_async_context(_httpx(manager))
@@ -191,8 +193,13 @@ async def scheduling(sizes: Sizes) -> dict[str, Series]:
                     else:
                         get = RawASGI(apps[name], lifespan_state(manager)).get
                     variants[name] = _requests(get, n, tasks_per_request.get(name, 0))
-                log(f"scheduling via {transport}: {n} requests x {len(variants)} variants")
-                out[f"sched_{transport}"] = await interleave(variants, rounds=sizes.rounds, log=log)
+                log(
+                    f"scheduling via {transport}: {total} requests x {len(variants)} variants "
+                    f"per round, taking turns in {sizes.slices} slices"
+                )
+                out[f"sched_{transport}"] = await interleave_sliced(
+                    variants, units=n, rounds=sizes.rounds, slices=sizes.slices, log=log
+                )
     return out
 
 
@@ -212,8 +219,10 @@ def _httpx_get(client: httpx.AsyncClient) -> Callable[[str], Awaitable[int]]:
 
 def _requests(
     get: Callable[[str], Awaitable[int]], n: int, tasks_per_request: int
-) -> Callable[[], Awaitable[Measurement]]:
-    async def run() -> Measurement:
+) -> Callable[[], Awaitable[float]]:
+    """``n`` sequential requests and the tasks they scheduled; returns the seconds taken."""
+
+    async def run() -> float:
         expected = DONE.n + n * tasks_per_request
         start = time.perf_counter()
         for _ in range(n):
@@ -222,7 +231,7 @@ def _requests(
                 raise RuntimeError(f"GET / answered {status}")
             await anyio.sleep(0)  # a server yields here while it does socket I/O
         await wait_until(lambda: DONE.n >= expected)  # background work is part of the cost
-        return n / (time.perf_counter() - start)
+        return time.perf_counter() - start
 
     return run
 

@@ -331,13 +331,13 @@ class TaskRuntime:
         self, task: Task[..., Any], state: TaskState, error: BaseException | None = None
     ) -> None:
         previous = task.state
-        if previous is not _RUNNING and previous is not _PENDING:
-            return  # already final
         counters = self.counters
         if previous is _RUNNING:
             counters.running -= 1
-        else:
+        elif previous is _PENDING:
             counters.pending -= 1
+        else:
+            return  # already final
         if state is _SUCCEEDED:
             counters.succeeded += 1
         elif state is _FAILED:
@@ -428,8 +428,16 @@ class TaskRuntime:
                 if self.ready and not self._kick_pending:
                     self._kick_pending = True
                     backend.call_soon(self._kick)
-                # The body of _run_async, inlined: this is the per-task hot path.
-                self._begin(task)
+                # The body of _run_async with _begin, inlined: this is the per-task hot path.
+                counters = self.counters
+                counters.pending -= 1
+                counters.running += 1
+                task.state = _RUNNING
+                task.started_at = time.monotonic()
+                if task._started is not None:
+                    task._started.set()
+                if self.observer is not None:
+                    self.observer.started(task)
                 try:
                     await task.func(*task.args, **task.kwargs)
                 except cancelled_exc:
