@@ -51,7 +51,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--repeat",
         type=int,
         metavar="N",
-        help="rounds per scenario (default 5 in-process / 3 with servers; --quick: 2 / 1)",
+        help="rounds per scenario (default 5 in-process / 5 with servers; --quick: 2 / 1)",
     )
     parser.add_argument(
         "--only",
@@ -140,7 +140,7 @@ def add_server_series(
 def run(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     quick = args.quick
-    server_rounds = args.repeat or (1 if quick else 3)
+    server_rounds = args.repeat or (1 if quick else 5)
     pythons: dict[str, str | None] = {"ours": sys.executable, "original": None}
     unavailable: dict[str, str] = {}
     original_message = "skipped (--no-original)"
