@@ -162,13 +162,13 @@ def run() -> None:
         header = (
             f"<!-- python benchmarks/durable_overhead.py --requests {args.requests} "
             f"--rounds {args.rounds} --write; {platform.python_version()}, "
-            f"{os.cpu_count()} cores, {subprocess_version()} -->\n"
+            f"{os.cpu_count()} cores, {redis_version()} -->\n"
         )
         out.write_text(header + table + "\n")
         print(f"\nwrote {out}")
 
 
-def subprocess_version() -> str:
+def redis_version() -> str:
     exe = shutil.which("redis-server")
     if exe is None:
         return "redis-server ?"
