@@ -1,77 +1,140 @@
-"""Event-loop primitives the worker pool needs, picked once per run for the running backend.
+"""The event-loop primitives the runtime needs, for the loop running in this thread.
 
-* a *waiter*: a one-shot hand-off a parked worker awaits and ``schedule()`` completes;
-* *call_soon*: run a plain callback on the next turn of the event loop.
+* ``spawn(async_fn, *args, context=ctx)``: start a *native* task (one per scheduled async task)
+  that runs in ``ctx``, and return something with a ``cancel()`` method, or ``None`` when the
+  task sets its own canceller once it starts.
+* ``call_soon_threadsafe(fn, *args)``: run a callback on the loop from any thread without
+  waiting for it; ``False`` when the loop is gone (nothing ever blocks on a closed loop).
 
-On asyncio these are ``loop.create_future`` and ``loop.call_soon`` (public asyncio API, a few
-hundred nanoseconds each). On trio they are an :class:`anyio.Event`-based waiter and
-``trio.lowlevel.current_trio_token().run_sync_soon``.
+On asyncio a task is ``loop.create_task(coro, context=ctx)`` (``ctx.run(loop.create_task, coro)``
+on Python 3.10), cancelled with ``Task.cancel()``: public asyncio API, a few microseconds. On
+trio it is a system task started with ``trio.lowlevel.spawn_system_task(..., context=ctx)``
+whose body opens its own ``trio.CancelScope``. Neither belongs to a task group the lifespan has
+to wait for, which is what lets the shutdown give up on a task at its deadline.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Generator
+import sys
+from collections.abc import Callable, Coroutine
+from contextvars import Context
 from typing import Any, Protocol
 
-import anyio
-
-__all__ = ["Backend", "Waiter", "current_backend"]
+__all__ = ["Backend", "Canceller", "backend_for_running_loop"]
 
 
-class Waiter(Protocol):
-    """The subset of ``asyncio.Future`` the worker pool uses. The result is a task or None."""
-
-    def set_result(self, result: Any, /) -> None: ...
-    def done(self) -> bool: ...
-    def cancelled(self) -> bool: ...
-    def result(self) -> Any: ...
-    def __await__(self) -> Generator[Any, None, Any]: ...
+class Canceller(Protocol):
+    def cancel(self) -> Any: ...
 
 
-class _EventWaiter:
-    __slots__ = ("_done", "_event", "_result")
+class Backend(Protocol):
+    cancelled_exc: type[BaseException]
+
+    def spawn(
+        self, async_fn: Callable[..., Coroutine[Any, Any, None]], *args: Any, context: Context
+    ) -> Canceller | None: ...
+
+    def call_soon_threadsafe(self, func: Callable[..., object], *args: Any) -> bool: ...
+
+    def is_closed(self) -> bool: ...
+
+    def owns_running_loop(self) -> bool: ...
+
+
+class AsyncioBackend:
+    __slots__ = ("cancelled_exc", "loop")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.cancelled_exc: type[BaseException] = asyncio.CancelledError
+
+    if sys.version_info >= (3, 11):
+
+        def spawn(
+            self,
+            async_fn: Callable[..., Coroutine[Any, Any, None]],
+            *args: Any,
+            context: Context,
+        ) -> Canceller | None:
+            return self.loop.create_task(async_fn(*args), context=context)
+
+    else:  # pragma: no cover - Python 3.10
+
+        def spawn(
+            self,
+            async_fn: Callable[..., Coroutine[Any, Any, None]],
+            *args: Any,
+            context: Context,
+        ) -> Canceller | None:
+            return context.run(self.loop.create_task, async_fn(*args))
+
+    def call_soon_threadsafe(self, func: Callable[..., object], *args: Any) -> bool:
+        try:
+            self.loop.call_soon_threadsafe(func, *args)
+        except RuntimeError:  # the loop is closed
+            return False
+        return True
+
+    def is_closed(self) -> bool:
+        return self.loop.is_closed()
+
+    def owns_running_loop(self) -> bool:
+        try:
+            return asyncio.get_running_loop() is self.loop
+        except RuntimeError:
+            return False
+
+
+class TrioBackend:
+    __slots__ = ("cancelled_exc", "token")
 
     def __init__(self) -> None:
-        self._event = anyio.Event()
-        self._done = False
-        self._result: Any = None
+        import trio
+        import trio.lowlevel
 
-    def set_result(self, result: Any, /) -> None:
-        self._result = result
-        self._done = True
-        self._event.set()
+        self.token = trio.lowlevel.current_trio_token()
+        self.cancelled_exc: type[BaseException] = trio.Cancelled
 
-    def done(self) -> bool:
-        return self._done
+    def spawn(
+        self, async_fn: Callable[..., Coroutine[Any, Any, None]], *args: Any, context: Context
+    ) -> Canceller | None:
+        import trio.lowlevel
 
-    def cancelled(self) -> bool:
+        trio.lowlevel.spawn_system_task(async_fn, *args, context=context)
+        return None
+
+    def call_soon_threadsafe(self, func: Callable[..., object], *args: Any) -> bool:
+        try:
+            self.token.run_sync_soon(func, *args)
+        except RuntimeError:  # trio.RunFinishedError: the run is over
+            return False
+        return True
+
+    def is_closed(self) -> bool:
+        try:
+            self.token.run_sync_soon(_nothing)
+        except RuntimeError:
+            return True
         return False
 
-    def result(self) -> Any:
-        return self._result
+    def owns_running_loop(self) -> bool:
+        import trio.lowlevel
 
-    def __await__(self) -> Generator[Any, None, Any]:
-        yield from self._event.wait().__await__()
-        return self._result
-
-
-class Backend:
-    __slots__ = ("call_soon", "new_waiter")
-
-    def __init__(
-        self, new_waiter: Callable[[], Waiter], call_soon: Callable[[Callable[[], None]], Any]
-    ) -> None:
-        self.new_waiter = new_waiter
-        self.call_soon = call_soon
+        try:
+            return trio.lowlevel.current_trio_token() is self.token
+        except RuntimeError:
+            return False
 
 
-def current_backend() -> Backend:
-    """The primitives for the event loop running in this thread."""
+def _nothing() -> None:
+    pass
+
+
+def backend_for_running_loop() -> Backend:
+    """The primitives for the event loop running in this thread (asyncio or trio)."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
-        import trio.lowlevel  # only reachable when running under trio
-
-        return Backend(_EventWaiter, trio.lowlevel.current_trio_token().run_sync_soon)
-    return Backend(loop.create_future, loop.call_soon)
+        return TrioBackend()  # raises RuntimeError outside of trio too
+    return AsyncioBackend(loop)

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
+import inspect
+import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -9,11 +13,55 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ._task import Task
 
-__all__ = ["ErrorHandler", "TaskConfig"]
+__all__ = ["ErrorHandler", "TaskConfig", "check_handler"]
 
 #: ``on_error(task, error)``: a plain function or a coroutine function. A plain function runs in
-#: the runtime's thread pool so it may block; a coroutine function runs on the event loop.
+#: the runtime's thread pool so it may block; a coroutine function runs on the event loop. Both
+#: run in the failed task's context. An awaitable returned by a plain function is awaited.
 ErrorHandler = Callable[["Task[..., Any]", Exception], Awaitable[None] | None]
+
+# Handlers already checked (``tasks.task(on_error=...)`` may run on every request).
+_checked: weakref.WeakKeyDictionary[Any, bool] = weakref.WeakKeyDictionary()
+
+
+def check_handler(handler: object) -> None:
+    """Refuse an ``on_error`` handler that could never run: not callable, a generator or async
+    generator function, or one that cannot be called as ``handler(task, error)``.
+
+    :raises TypeError: saying what is wrong with the handler.
+    """
+    try:
+        if _checked.get(handler):
+            return
+    except TypeError:  # not weak-referenceable or not hashable: check it every time
+        pass
+    if not callable(handler):
+        raise TypeError(
+            "TaskConfig.on_error must be a callable on_error(task, error) or None, "
+            f"not {type(handler).__name__}"
+        )
+    unwrapped: object = handler
+    while isinstance(unwrapped, functools.partial):
+        unwrapped = unwrapped.func
+    if inspect.isgeneratorfunction(unwrapped) or inspect.isasyncgenfunction(unwrapped):
+        raise TypeError(
+            "TaskConfig.on_error must be a plain function or a coroutine function, not a "
+            "generator function: it would never run"
+        )
+    try:
+        signature = inspect.signature(handler)
+    except (TypeError, ValueError):
+        signature = None  # no signature to check (some builtins): accept it
+    if signature is not None:
+        try:
+            signature.bind(None, None)
+        except TypeError:
+            raise TypeError(
+                f"TaskConfig.on_error must accept two positional arguments (task, error); "
+                f"{signature} does not"
+            ) from None
+    with contextlib.suppress(TypeError):
+        _checked[handler] = True
 
 
 @dataclass(frozen=True)
@@ -41,11 +89,8 @@ class TaskConfig:
             raise TypeError(
                 f"TaskConfig.shield must be a bool or None, not {type(self.shield).__name__}"
             )
-        if self.on_error is not None and not callable(self.on_error):
-            raise TypeError(
-                "TaskConfig.on_error must be a callable on_error(task, error) or None, "
-                f"not {type(self.on_error).__name__}"
-            )
+        if self.on_error is not None:
+            check_handler(self.on_error)
 
     @property
     def shielded(self) -> bool:

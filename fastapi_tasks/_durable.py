@@ -12,14 +12,11 @@ called) and never the response.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, ParamSpec, Protocol
+from typing import Any, ParamSpec, Protocol
 
 from ._config import ErrorHandler, TaskConfig
 from ._task import Task
 from .errors import FastAPITasksError
-
-if TYPE_CHECKING:
-    from ._scheduler import TaskScheduler
 
 __all__ = ["DurableBackend", "DurableScheduler"]
 
@@ -38,6 +35,23 @@ class DurableBackend(Protocol):
         ...
 
 
+class _Scheduler(Protocol):
+    """What :class:`DurableScheduler` needs of the in-process scheduler it wraps."""
+
+    @property
+    def config(self) -> TaskConfig: ...
+    @property
+    def durable_backend(self) -> DurableBackend | None: ...
+    @property
+    def after_route(self) -> _Scheduler: ...
+    @property
+    def after_response(self) -> _Scheduler: ...
+    def place(self, task: Task[..., Any]) -> None: ...
+    def task(
+        self, *, name: str | None = ..., on_error: ErrorHandler | None = ...
+    ) -> _Scheduler: ...
+
+
 class DurableScheduler:
     """``tasks.durable``: the call sites of in-process scheduling, but the job goes to a queue.
 
@@ -48,7 +62,7 @@ class DurableScheduler:
 
     __slots__ = ("_inner",)
 
-    def __init__(self, inner: TaskScheduler) -> None:
+    def __init__(self, inner: _Scheduler) -> None:
         self._inner = inner
 
     def schedule(
@@ -61,7 +75,7 @@ class DurableScheduler:
         :raises FastAPITasksShutdownError: if the application is shutting down.
         """
         inner = self._inner
-        backend = inner._runtime.durable
+        backend = inner.durable_backend
         if backend is None:
             raise FastAPITasksError(
                 "tasks.durable needs a queue: call "
@@ -70,7 +84,7 @@ class DurableScheduler:
         enqueue, name = backend.enqueuer(job)
         config = inner.config.merge(TaskConfig(name=inner.config.name or name, shield=True))
         task: Task[P, None] = Task(enqueue, args, kwargs, config)
-        inner._place(task)
+        inner.place(task)
         return task
 
     def task(

@@ -8,12 +8,14 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from ._config import ErrorHandler, TaskConfig
-from ._runtime import TaskRuntime, logger
+from ._durable import DurableScheduler
+from ._log import logger
+from ._runtime import TaskRuntime
 from ._task import Task, TaskState
-from .errors import FastAPITasksError
+from .errors import FastAPITasksError, FastAPITasksShutdownError
 
 if TYPE_CHECKING:
-    from ._durable import DurableScheduler
+    from ._durable import DurableBackend
     from ._stats import TaskStats
 
 __all__ = ["Mode", "RequestQueues", "ResponseIncomplete", "TaskScheduler"]
@@ -73,11 +75,13 @@ class RequestQueues:
         return self._scheduler
 
     def defer(self, mode: Mode, task: Task[..., Any]) -> None:
+        """Queue ``task`` for its moment. Admission (shutdown) is checked now; ``max_pending``
+        is not: a deferred task waits for its moment, not for capacity."""
         runtime = self.runtime
         runtime.check_admission()
         if self.route_done if mode is Mode.AFTER_ROUTE else self.response_done:
             if self.raised is None:
-                runtime.submit(task)  # its moment has passed already: start it now
+                runtime.submit(task, deferred=True)  # its moment has passed: start it now
             else:
                 self._queue(mode, task)
                 self._discard(mode, self.raised)
@@ -128,26 +132,18 @@ class RequestQueues:
 
     def _release(self, mode: Mode) -> None:
         runtime = self.runtime
-        refused: list[Task[..., Any]] = []
-        error: Exception | None = None
-        for task in self._take(mode):
-            try:
-                runtime.submit(task)
-            except FastAPITasksError as exc:  # shutdown began or max_pending reached
-                error = exc
-                refused.append(task)
-                task._mark_finished(TaskState.CANCELLED)
-        if refused:
-            logger.warning(
-                "fastapi-tasks: %d %s task(s) rejected on release (%s): %s",
-                len(refused),
-                _MODE_LABEL[mode],
-                error,
-                ", ".join(task.name for task in refused),
-            )
+        tasks = self._take(mode)
+        if not runtime.accepting:  # shutdown began before their moment: they never start
+            self._drop(mode, tasks, FastAPITasksShutdownError())
+            return
+        for task in tasks:
+            runtime.submit(task, deferred=True)
 
     def _discard(self, mode: Mode, reason: BaseException) -> None:
-        tasks = self._take(mode)
+        self._drop(mode, self._take(mode), reason)
+
+    def _drop(self, mode: Mode, tasks: list[Task[..., Any]], reason: BaseException) -> None:
+        """Count ``tasks`` as discarded: they end ``cancelled`` without ever starting."""
         if not tasks:
             return
         self.runtime.count_refused("discarded", len(tasks))
@@ -165,6 +161,8 @@ class RequestQueues:
 def _describe_reason(reason: BaseException) -> str:
     if isinstance(reason, ResponseIncomplete):
         return str(reason)
+    if isinstance(reason, FastAPITasksShutdownError):
+        return "the application began shutting down before their moment"
     return f"the endpoint raised {type(reason).__name__}"
 
 
@@ -291,9 +289,17 @@ class TaskScheduler:
         ``fastapi_tasks.taskiq.add_durable_broker(app, broker)``; the timing modes apply to
         the enqueue. See :class:`~fastapi_tasks._durable.DurableScheduler`.
         """
-        from ._durable import DurableScheduler
-
         return DurableScheduler(self)
+
+    @property
+    def durable_backend(self) -> DurableBackend | None:
+        """The durable queue registered for the app, if any (used by ``tasks.durable``)."""
+        return self._runtime.durable
+
+    def place(self, task: Task[..., Any]) -> None:
+        """Admit an already built task the way :meth:`schedule` does (``tasks.durable`` uses
+        it for its enqueue tasks)."""
+        self._place(task)
 
     def stats(self) -> TaskStats:
         """A snapshot of the runtime's counters (see :class:`TaskStats`)."""

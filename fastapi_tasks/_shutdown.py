@@ -4,14 +4,20 @@ The drain runs when the application's lifespan ends, *before* the application's 
 so shielded tasks can still use what the lifespan opened (database pools, HTTP clients).
 
 1. Admission closes: every ``schedule()`` from now on raises ``FastAPITasksShutdownError``.
-2. Unshielded sync tasks still waiting for a thread are dropped (counted as cancelled).
-3. The task group is cancelled: unshielded async tasks get a cancellation at their next
-   ``await``; unshielded sync tasks already in a thread cannot be interrupted, but see the
-   cancellation through ``anyio.from_thread.check_cancelled()``; the drain waits for them.
-4. Shielded tasks (async and sync, queued or running) run to completion.
-5. With ``shutdown_timeout`` set, whatever is still running at the deadline is abandoned and named
-   in the log. While draining, a progress line names the tasks still running every
-   ``progress_interval`` seconds, and one summary line closes the drain.
+2. Unshielded tasks that have not started (sync ones waiting for a thread, async ones about to
+   take their first step) end ``cancelled`` and never start.
+3. Unshielded running tasks are cancelled: async ones get a cancellation at their next
+   ``await``; sync ones cannot be interrupted but see it through
+   ``anyio.from_thread.check_cancelled()``, and the drain waits for them.
+4. Shielded tasks (async and sync, waiting or running) run to completion.
+5. With ``shutdown_timeout`` set, whatever is still live at the deadline is cancelled, counted
+   as *abandoned* and named in the log, and the drain returns: the lifespan ends on time,
+   whatever the tasks do. A task given up on that still finishes later is logged as such.
+   While draining, a progress line names the tasks still running every ``progress_interval``
+   seconds, and one summary line closes the drain.
+
+The drain waits under ``CancelScope(shield=True)``: a cancelled lifespan does not cut it short
+(only the deadline does).
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from ._runtime import logger
+from ._log import logger
 
 if TYPE_CHECKING:
     from ._runtime import TaskRuntime
@@ -56,41 +62,47 @@ async def drain(
     timeout: float | None,
     progress_interval: float | None = None,
 ) -> None:
-    """Shut ``runtime`` down as described in the module docstring. Call it inside
-    ``runtime.serving()``; it returns when no task is left running or the deadline passed."""
+    """Shut ``runtime`` down as described in the module docstring. Call it on the loop the
+    lifespan runs on; it returns when no task is live or the deadline passed."""
     if progress_interval is None:
         progress_interval = PROGRESS_INTERVAL
     started = time.monotonic()
-    counters = runtime.counters
-    before = (counters.succeeded, counters.failed, counters.cancelled)
-    runtime.close_admission()
-    dropped = runtime.cancel_unstarted(include_shielded=False)
-    tg = runtime.tg
-    if tg is not None:
-        tg.cancel_scope.cancel()
-    if runtime.live:
-        logger.info(
-            "fastapi-tasks: draining %d task(s) (%d shielded); %d queued unshielded "
-            "task(s) that had not started were dropped",
-            len(runtime.live),
-            sum(1 for task in runtime.live if task.shielded),
-            len(dropped),
-        )
     deadline = math.inf if timeout is None else anyio.current_time() + timeout
+    ledger = runtime.ledger
+    counters = ledger.counters
+    before = (counters.succeeded, counters.failed, counters.cancelled, counters.abandoned)
+    runtime.close_admission()
+    dropped = len(runtime.threads.cancel_waiting(include_shielded=False))
+    for task in list(ledger.live):
+        if task.shielded:
+            continue
+        if task.state.value == "pending":
+            dropped += 1
+        runtime.cancel(task)
+    _abandon_orphans(runtime)
+    if ledger.live:
+        logger.info(
+            "fastapi-tasks: draining %d task(s) (%d shielded); %d unshielded task(s) that had "
+            "not started were cancelled",
+            len(ledger.live),
+            sum(1 for task in ledger.live if task.shielded),
+            dropped,
+        )
     with anyio.CancelScope(shield=True):
-        while runtime.live:
+        while ledger.live:
             wait_for = min(progress_interval, deadline - anyio.current_time())
             if wait_for <= 0:
                 break
             with anyio.move_on_after(wait_for):
-                await runtime.wait_idle()
-            if runtime.live and anyio.current_time() < deadline:
+                await ledger.wait_idle()
+            _abandon_orphans(runtime)
+            if ledger.live and anyio.current_time() < deadline:
                 logger.info(
                     "fastapi-tasks: still draining after %.1fs: %s",
                     time.monotonic() - started,
-                    _describe(sorted(runtime.live, key=_start_key), time.monotonic()),
+                    _describe(sorted(ledger.live, key=_start_key), time.monotonic()),
                 )
-        stragglers = sorted(runtime.live, key=_start_key)
+        stragglers = sorted(ledger.live, key=_start_key)
         if stragglers:
             now = time.monotonic()
             for task in stragglers:
@@ -103,19 +115,34 @@ async def drain(
                     if task.started_at is None
                     else f"ran {now - task.started_at:.1f}s",
                 )
-            runtime.cancel_unstarted(include_shielded=True)
             for task in stragglers:
-                runtime.abandon(task)
+                ledger.abandon(task)
+            runtime.threads.cancel_waiting(include_shielded=True)
+    abandoned = counters.abandoned - before[3]
     completed = counters.succeeded + counters.failed - before[0] - before[1]
-    cancelled = counters.cancelled - before[2]
+    cancelled = counters.cancelled - before[2] - abandoned
     logger.log(
-        logging.INFO if not stragglers else logging.WARNING,
+        logging.INFO if not abandoned else logging.WARNING,
         "fastapi-tasks: drained in %.3fs: %d completed, %d cancelled, %d abandoned",
         time.monotonic() - started,
         completed,
-        cancelled - len(stragglers),
-        len(stragglers),
+        cancelled,
+        abandoned,
     )
+
+
+def _abandon_orphans(runtime: TaskRuntime) -> None:
+    """Give up on tasks whose event loop has closed (a test suite that ran requests on a loop
+    it then closed): they can never finish."""
+    home = runtime.home
+    for task in list(runtime.ledger.live):
+        backend = task._backend
+        if backend is not None and backend is not home and backend.is_closed():
+            logger.warning(
+                "fastapi-tasks: %s can never finish: the event loop it ran on is closed",
+                task.name,
+            )
+            runtime.ledger.abandon(task)
 
 
 def _start_key(task: Task[..., Any]) -> float:

@@ -37,8 +37,12 @@ class TaskStats:
     #: Threads of the runtime's own limiter running a sync task right now.
     threads_busy: int
     scheduled: int
-    #: Admitted and waiting to start (sync tasks waiting for a thread, async ones not yet picked).
+    #: Admitted and not started yet: async tasks about to take their first step on the event
+    #: loop, and sync tasks waiting for a thread (``waiting``).
     pending: int
+    #: Of ``pending``: tasks waiting for capacity, i.e. sync tasks queued because all
+    #: ``thread_limit`` threads are busy. ``max_pending`` bounds this backlog.
+    waiting: int
     running: int
     succeeded: int
     failed: int
@@ -73,11 +77,13 @@ class Counters:
         "running",
         "scheduled",
         "succeeded",
+        "waiting",
     )
 
     def __init__(self) -> None:
         self.scheduled = 0
         self.pending = 0
+        self.waiting = 0
         self.running = 0
         self.succeeded = 0
         self.failed = 0
@@ -97,6 +103,7 @@ class Counters:
             threads_busy=threads_busy,
             scheduled=self.scheduled,
             pending=self.pending,
+            waiting=self.waiting,
             running=self.running,
             succeeded=self.succeeded,
             failed=self.failed,

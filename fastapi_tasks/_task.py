@@ -2,22 +2,24 @@
 
 from __future__ import annotations
 
+import contextvars
 import enum
 import functools
-import inspect
 from collections.abc import Awaitable, Callable
-from types import FunctionType, MethodType
 from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast
 
 import anyio
 import anyio.to_thread
 
+from ._callables import callable_name, check_arguments, classify, is_async_callable
 from ._config import TaskConfig
 
 if TYPE_CHECKING:
-    from anyio import CancelScope, CapacityLimiter
+    from anyio import CapacityLimiter
 
-__all__ = ["Task", "TaskState", "callable_name", "classify", "is_async_callable"]
+    from ._backend import Backend, Canceller
+
+__all__ = ["Task", "TaskState", "is_async_callable"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -32,73 +34,14 @@ class TaskState(str, enum.Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
-    """Cancelled at shutdown, discarded because the endpoint raised, or rejected on release."""
+    """Cancelled (at shutdown, or before it started), discarded with its request, or given up
+    at the shutdown deadline."""
 
 
 _FINAL = frozenset({TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED})
-# Module constants for the hot path (``Task()`` runs on every ``schedule()``): a global lookup
-# instead of an attribute lookup on an enum class or a module.
+# Module constants for the hot path (``Task()`` runs on every ``schedule()``).
 _PENDING = TaskState.PENDING
-_CO_COROUTINE = inspect.CO_COROUTINE
-
-
-def is_async_callable(func: object) -> bool:
-    """Whether calling ``func`` returns a coroutine.
-
-    Sees through :func:`functools.partial` (nested too) and recognises objects whose class
-    defines ``async def __call__``.
-    """
-    while isinstance(func, functools.partial):
-        func = func.func
-    call = getattr(type(func), "__call__", None)  # noqa: B004 - the class's own __call__
-    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(call)
-
-
-def callable_name(func: object) -> str:
-    """A readable dotted name for ``func`` (never its arguments)."""
-    while isinstance(func, functools.partial):
-        func = func.func
-    qualname = getattr(func, "__qualname__", None)
-    if qualname is None:
-        qualname = type(func).__qualname__
-    module = getattr(func, "__module__", None) or type(func).__module__
-    return f"{module}.{qualname}" if module and module != "builtins" else str(qualname)
-
-
-_GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
-
-
-def classify(func: object) -> bool:
-    """Validate a task callable and tell whether it is async (``True``) or plain (``False``).
-
-    Plain Python functions and methods take a fast path (one look at the code flags):
-    ``schedule()`` calls this for every task.
-
-    :raises TypeError: for non-callables, awaitables passed by mistake, and generator functions.
-    """
-    target = func.__func__ if type(func) is MethodType else func
-    if type(target) is FunctionType:
-        flags = target.__code__.co_flags
-        if flags & _CO_COROUTINE:
-            return True
-        if not flags & _GENERATOR_FLAGS and not inspect.iscoroutinefunction(target):
-            return False
-    if inspect.isawaitable(func):
-        raise TypeError(
-            "schedule() takes the function itself and its arguments, not an awaitable: "
-            "write tasks.schedule(fn, arg) instead of tasks.schedule(fn(arg))"
-        )
-    if not callable(func):
-        raise TypeError(f"schedule() needs a callable, got {type(func).__name__}")
-    unwrapped: object = func
-    while isinstance(unwrapped, functools.partial):
-        unwrapped = unwrapped.func
-    if inspect.isasyncgenfunction(unwrapped) or inspect.isgeneratorfunction(unwrapped):
-        raise TypeError(
-            f"{callable_name(func)} is a generator function; a task must be a plain function "
-            "or a coroutine function"
-        )
-    return is_async_callable(func)
+_copy_context = contextvars.copy_context
 
 
 class Task(Generic[P, T]):
@@ -108,40 +51,47 @@ class Task(Generic[P, T]):
     to one of ``succeeded``, ``failed`` or ``cancelled``. ``repr()`` and log lines name the task
     and its function, never its arguments.
 
+    The task runs in its own copy of the :mod:`contextvars` context that was current when it
+    was scheduled, like ``asyncio.create_task``: it sees the request's context variables, and
+    nothing it sets reaches the scheduling code or other tasks.
+
     Events (:attr:`started`, :meth:`wait`) are meant for the event loop thread.
     """
 
     __slots__ = (
         "__weakref__",
+        "_abandoned_at",
+        "_backend",
         "_done",
         "_limiter",
+        "_runner",
         "_started",
+        "_thread_state",
         "args",
         "config",
+        "context",
         "error",
         "func",
         "is_async",
         "kwargs",
-        "scope",
         "started_at",
         "state",
-        "thread_state",
     )
 
     func: Callable[P, T] | Callable[P, Awaitable[T]]
     args: tuple[Any, ...]
     kwargs: dict[str, Any]
     config: TaskConfig
+    #: The copy of the scheduling code's context the function runs in.
+    context: contextvars.Context
     #: The exception that made the task fail, or ``None``.
     error: BaseException | None
     state: TaskState
+    #: Whether ``func`` is a coroutine function (runs on the event loop) or a plain one (runs
+    #: in the runtime's thread pool).
     is_async: bool
-    #: Monotonic clock reading (``anyio.current_time()``) when the task started, or ``None``.
+    #: ``time.monotonic()`` when the task started, or ``None`` if it has not started.
     started_at: float | None
-    #: Runtime bookkeeping: the cancel scope of a shielded or threaded run.
-    scope: CancelScope | None
-    #: Runtime bookkeeping for thread hand-off at shutdown (0 idle, 1 in thread, 2 abandoned).
-    thread_state: int
 
     def __init__(
         self,
@@ -149,25 +99,29 @@ class Task(Generic[P, T]):
         args: tuple[Any, ...] = (),
         kwargs: dict[str, Any] | None = None,
         config: TaskConfig | None = None,
-        *,
-        limiter: CapacityLimiter | None = None,
     ) -> None:
-        """Create a task handle. Usually made by ``schedule()``, not by hand.
+        """Create a task handle. Made by ``schedule()``, not by hand.
 
         :raises TypeError: if ``func`` is not a plain or coroutine function (or an awaitable was
-            passed by mistake).
+            passed by mistake), or if the arguments do not fit its signature.
         """
         self.is_async = classify(func)
+        if kwargs is None:
+            kwargs = {}
+        check_arguments(func, args, kwargs)
         self.func = func
         self.args = args
-        self.kwargs = {} if kwargs is None else kwargs
+        self.kwargs = kwargs
         self.config = TaskConfig() if config is None else config
+        self.context = _copy_context()
         self.state = _PENDING
         self.error = None
         self.started_at = None
-        self.scope = None
-        self.thread_state = 0
-        self._limiter = limiter
+        self._runner: Canceller | None = None
+        self._backend: Backend | None = None
+        self._thread_state = 0
+        self._abandoned_at: float | None = None
+        self._limiter: CapacityLimiter | None = None
         self._started: anyio.Event | None = None
         self._done: anyio.Event | None = None
 
@@ -188,11 +142,13 @@ class Task(Generic[P, T]):
     # -- events ---------------------------------------------------------------------------------
     @property
     def started(self) -> anyio.Event:
-        """An :class:`anyio.Event` set when the function starts (for a sync function: when it
-        is handed to a worker thread)."""
+        """An :class:`anyio.Event` set when the function really starts: an async function's
+        first step on the event loop, a plain function's hand-off to one of the runtime's
+        threads. Never set for a task that ends without starting (discarded with its request,
+        cancelled while pending): wait for :meth:`wait` to learn how a task ended."""
         if self._started is None:
             self._started = anyio.Event()
-            if self.state is not _PENDING:
+            if self.started_at is not None:
                 self._started.set()
         return self._started
 
@@ -220,8 +176,7 @@ class Task(Generic[P, T]):
     def _mark_finished(self, state: TaskState, error: BaseException | None = None) -> None:
         self.state = state
         self.error = error
-        if self._started is not None and not self._started.is_set():
-            self._started.set()
+        self._runner = None
         if self._done is not None:
             self._done.set()
 
@@ -230,7 +185,8 @@ class Task(Generic[P, T]):
         """Run the function once more, now, in the calling task, and return its result.
 
         Exceptions propagate to the caller, which makes a retry loop in an error handler
-        straightforward. A plain function runs in the runtime's thread pool.
+        straightforward. A plain function runs in the runtime's thread pool. It runs in the
+        caller's context, not in the task's.
         """
         if self.is_async:
             func = cast("Callable[..., Awaitable[T]]", self.func)

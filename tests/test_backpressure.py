@@ -43,9 +43,11 @@ async def test_schedule_raises_when_max_pending_tasks_wait(make_app: Any) -> Non
     assert get_tasks(app).stats().succeeded == 5
 
 
-async def test_deferred_tasks_beyond_the_limit_are_rejected_on_release(
-    make_app: Any, task_logs: pytest.LogCaptureFixture
+async def test_deferred_tasks_are_admitted_when_scheduled_not_refused_on_release(
+    make_app: Any,
 ) -> None:
+    """max_pending bounds the backlog at schedule(): deferred tasks accepted then are never
+    dropped when their moment comes, even if the backlog has grown past the limit."""
     app = make_app(thread_limit=1, max_pending=2)
     gate = threading.Event()
     entered = threading.Event()
@@ -66,9 +68,11 @@ async def test_deferred_tasks_beyond_the_limit_are_rejected_on_release(
             await anyio.to_thread.run_sync(entered.wait, 5)
             assert (await client.get("/")).json() == "ok"
             stats = get_tasks(app).stats()
-            assert (stats.pending, stats.rejected, stats.deferred) == (2, 2, 0)
+            assert (stats.waiting, stats.rejected, stats.deferred) == (4, 0, 0)
+            with pytest.raises(FastAPITasksQueueFullError, match="max_pending=2"):
+                get_tasks(app).schedule(blocked)  # a new call sees the backlog
         finally:
             gate.set()
         await wait_for_tasks(app)
-    assert "rejected on release" in task_logs.text
-    assert "report" in task_logs.text
+        stats = get_tasks(app).stats()
+        assert (stats.succeeded, stats.rejected, stats.waiting) == (5, 1, 0)

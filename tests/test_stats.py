@@ -28,6 +28,7 @@ FIELDS = [
     "threads_busy",
     "scheduled",
     "pending",
+    "waiting",
     "running",
     "succeeded",
     "failed",

@@ -1,0 +1,132 @@
+"""Accounting: the live-task registry, the counters, and every change of a task's state.
+
+Every task admitted to run passes through exactly three calls: :meth:`Ledger.admit`,
+:meth:`Ledger.start` (unless it ends before starting) and :meth:`Ledger.finish`, so the stats
+invariant ``scheduled == pending + running + succeeded + failed + cancelled`` holds at every
+moment. Called on the event loop thread only.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, Literal
+
+import anyio
+
+from ._log import logger
+from ._stats import Counters
+from ._task import Task, TaskState
+
+if TYPE_CHECKING:
+    from ._stats import TaskObserver
+
+__all__ = ["Ledger"]
+
+_PENDING = TaskState.PENDING
+_RUNNING = TaskState.RUNNING
+_SUCCEEDED = TaskState.SUCCEEDED
+_FAILED = TaskState.FAILED
+_CANCELLED = TaskState.CANCELLED
+_monotonic = time.monotonic
+
+
+class Ledger:
+    __slots__ = ("_idle_event", "counters", "live", "observer")
+
+    def __init__(self) -> None:
+        self.counters = Counters()
+        #: Admitted tasks that have not finished. Holding them here keeps their native tasks
+        #: alive; a finished task is dropped at once, so nothing of it is retained.
+        self.live: set[Task[..., Any]] = set()
+        #: Set by ``fastapi_tasks.prometheus.instrument``: told about every accounting event.
+        self.observer: TaskObserver | None = None
+        self._idle_event: anyio.Event | None = None
+
+    def reset(self) -> None:
+        self.counters = Counters()
+        self.live = set()
+        self._idle_event = None
+
+    def admit(self, task: Task[..., Any]) -> None:
+        counters = self.counters
+        counters.scheduled += 1
+        counters.pending += 1
+        self.live.add(task)
+        if self.observer is not None:
+            self.observer.scheduled(task)
+
+    def start(self, task: Task[..., Any]) -> None:
+        counters = self.counters
+        counters.pending -= 1
+        counters.running += 1
+        task._mark_started(_monotonic())
+        if self.observer is not None:
+            self.observer.started(task)
+
+    def finish(
+        self, task: Task[..., Any], state: TaskState, error: BaseException | None = None
+    ) -> None:
+        """Record how ``task`` ended. A second outcome for a task already counted (one given up
+        at the shutdown deadline that finishes later) is logged, not counted."""
+        previous = task.state
+        counters = self.counters
+        if previous is _RUNNING:
+            counters.running -= 1
+        elif previous is _PENDING:
+            counters.pending -= 1
+        else:
+            self._late(task, state)
+            return
+        if state is _SUCCEEDED:
+            counters.succeeded += 1
+        elif state is _FAILED:
+            counters.failed += 1
+        else:
+            counters.cancelled += 1
+        self.live.discard(task)
+        task._mark_finished(state, error)
+        if self.observer is not None:
+            self.observer.finished(task, state, previous is _RUNNING)
+        if not self.live and self._idle_event is not None:
+            self._idle_event.set()
+
+    def abandon(self, task: Task[..., Any]) -> None:
+        """Give up on ``task`` at the shutdown deadline: count it cancelled and abandoned and
+        cancel it. If it still finishes later, :meth:`finish` logs that it did."""
+        if task.done():
+            return
+        self.counters.abandoned += 1
+        task._abandoned_at = _monotonic()
+        runner = task._runner
+        self.finish(task, _CANCELLED)
+        if runner is not None:
+            runner.cancel()
+
+    def refused(self, outcome: Literal["rejected", "discarded"], count: int = 1) -> None:
+        """Count tasks refused at ``schedule()`` (rejected) or dropped with their request
+        (discarded)."""
+        if outcome == "rejected":
+            self.counters.rejected += count
+        else:
+            self.counters.discarded += count
+        if self.observer is not None:
+            self.observer.refused(outcome, count)
+
+    async def wait_idle(self) -> None:
+        """Wait until every admitted task has finished."""
+        while self.live:
+            if self._idle_event is None or self._idle_event.is_set():
+                self._idle_event = anyio.Event()
+            await self._idle_event.wait()
+
+    def _late(self, task: Task[..., Any], state: TaskState) -> None:
+        abandoned_at = task._abandoned_at
+        if abandoned_at is None or state is _CANCELLED:
+            return
+        logger.warning(
+            "fastapi-tasks: %s %s %.1fs after the shutdown deadline gave up on it (it was "
+            "counted as abandoned)",
+            task.name,
+            "completed" if state is _SUCCEEDED else "failed",
+            _monotonic() - abandoned_at,
+        )
