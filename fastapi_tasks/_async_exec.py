@@ -39,25 +39,27 @@ class AsyncRunner:
     def spawn(self, task: Task[..., Any], backend: Backend) -> None:
         """Start ``task`` as a native task on ``backend``'s loop (loop thread)."""
         task._backend = backend
-        task._runner = backend.spawn(self._run, task, context=task.context)
-
-    async def _run(self, task: Task[..., Any]) -> None:
-        backend = task._backend
-        assert backend is not None
-        cancelled_exc = backend.cancelled_exc
-        if task._runner is None:  # trio: the task cancels itself through its own scope
-            import trio
-
-            with trio.CancelScope() as scope:
-                task._runner = scope
-                await self._body(task, cancelled_exc)
+        if backend.cancels_natively:
+            task._runner = backend.spawn(self.run, task, context=task.context)
         else:
-            await self._body(task, cancelled_exc)
+            backend.spawn(self._run_in_scope, task, context=task.context)
 
-    async def _body(self, task: Task[..., Any], cancelled_exc: type[BaseException]) -> None:
+    async def _run_in_scope(self, task: Task[..., Any]) -> None:
+        """Trio: the task opens its own cancel scope, the handle the runtime cancels it by."""
+        import trio
+
+        with trio.CancelScope() as scope:
+            task._runner = scope
+            await self.run(task)
+
+    async def run(self, task: Task[..., Any]) -> None:
+        """The body of the native task: account, run, route a failure. Never raises."""
         if task.state is not _PENDING:  # cancelled or given up before it could start
             return
         ledger = self.ledger
+        backend = task._backend
+        assert backend is not None
+        cancelled_exc = backend.cancelled_exc
         try:
             ledger.start(task)
             try:

@@ -30,6 +30,8 @@ class Canceller(Protocol):
 
 class Backend(Protocol):
     cancelled_exc: type[BaseException]
+    #: ``spawn()`` returns the canceller (asyncio); else the task sets its own (trio).
+    cancels_natively: bool
 
     def spawn(
         self, async_fn: Callable[..., Coroutine[Any, Any, None]], *args: Any, context: Context
@@ -43,11 +45,13 @@ class Backend(Protocol):
 
 
 class AsyncioBackend:
-    __slots__ = ("cancelled_exc", "loop")
+    __slots__ = ("_create_task", "cancelled_exc", "cancels_natively", "loop")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
+        self._create_task = loop.create_task
         self.cancelled_exc: type[BaseException] = asyncio.CancelledError
+        self.cancels_natively = True
 
     if sys.version_info >= (3, 11):
 
@@ -57,7 +61,7 @@ class AsyncioBackend:
             *args: Any,
             context: Context,
         ) -> Canceller | None:
-            return self.loop.create_task(async_fn(*args), context=context)
+            return self._create_task(async_fn(*args), context=context)
 
     else:  # pragma: no cover - Python 3.10
 
@@ -67,7 +71,7 @@ class AsyncioBackend:
             *args: Any,
             context: Context,
         ) -> Canceller | None:
-            return context.run(self.loop.create_task, async_fn(*args))
+            return context.run(self._create_task, async_fn(*args))
 
     def call_soon_threadsafe(self, func: Callable[..., object], *args: Any) -> bool:
         try:
@@ -87,7 +91,7 @@ class AsyncioBackend:
 
 
 class TrioBackend:
-    __slots__ = ("cancelled_exc", "token")
+    __slots__ = ("cancelled_exc", "cancels_natively", "token")
 
     def __init__(self) -> None:
         import trio
@@ -95,6 +99,7 @@ class TrioBackend:
 
         self.token = trio.lowlevel.current_trio_token()
         self.cancelled_exc: type[BaseException] = trio.Cancelled
+        self.cancels_natively = False
 
     def spawn(
         self, async_fn: Callable[..., Coroutine[Any, Any, None]], *args: Any, context: Context

@@ -12,7 +12,7 @@ import inspect
 from types import FunctionType, MethodType
 from typing import Any
 
-__all__ = ["callable_name", "check_arguments", "classify", "is_async_callable"]
+__all__ = ["callable_name", "check_arguments", "classify", "inspect_call", "is_async_callable"]
 
 _CO_COROUTINE = inspect.CO_COROUTINE
 _GENERATOR_FLAGS = inspect.CO_GENERATOR | inspect.CO_ASYNC_GENERATOR
@@ -24,12 +24,25 @@ def is_async_callable(func: object) -> bool:
     """Whether calling ``func`` returns a coroutine.
 
     Sees through :func:`functools.partial` (nested too) and recognises objects whose class
-    defines ``async def __call__``.
+    defines ``async def __call__``. Objects whose attributes raise when read (context-bound
+    proxies) are judged by their class alone.
     """
     while isinstance(func, functools.partial):
         func = func.func
     call = getattr(type(func), "__call__", None)  # noqa: B004 - the class's own __call__
-    return inspect.iscoroutinefunction(func) or inspect.iscoroutinefunction(call)
+    try:
+        if inspect.iscoroutinefunction(func):
+            return True
+    except Exception:  # noqa: BLE001 - reading the object failed: its class decides
+        pass
+    return inspect.iscoroutinefunction(call)
+
+
+def _is_generator_function(func: object) -> bool:
+    try:
+        return inspect.isasyncgenfunction(func) or inspect.isgeneratorfunction(func)
+    except Exception:  # noqa: BLE001 - reading the object failed: not a plain generator
+        return False
 
 
 def callable_name(func: object) -> str:
@@ -73,12 +86,32 @@ def classify(func: object) -> bool:
     unwrapped: object = func
     while isinstance(unwrapped, functools.partial):
         unwrapped = unwrapped.func
-    if inspect.isasyncgenfunction(unwrapped) or inspect.isgeneratorfunction(unwrapped):
+    if _is_generator_function(unwrapped):
         raise TypeError(
             f"{callable_name(func)} is a generator function; a task must be a plain function "
             "or a coroutine function"
         )
     return is_async_callable(func)
+
+
+def inspect_call(func: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> bool:
+    """:func:`classify` ``func`` and :func:`check_arguments`; return whether it is async.
+
+    An ``async def`` function called with positional arguments only is checked here in one
+    look at its code object: that is the ``schedule()`` hot path.
+
+    :raises TypeError: as :func:`classify` and :func:`check_arguments` do.
+    """
+    if type(func) is FunctionType and not kwargs:
+        code = func.__code__
+        if code.co_flags & _CO_COROUTINE and not code.co_kwonlyargcount:
+            given = len(args)
+            argcount = code.co_argcount
+            if given == argcount or (argcount - len(func.__defaults__ or ()) <= given < argcount):
+                return True
+    is_async = classify(func)
+    check_arguments(func, args, kwargs)
+    return is_async
 
 
 def check_arguments(func: object, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:

@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import sys
 import threading
 import weakref
 from asyncio import get_running_loop as _get_running_loop
@@ -29,7 +30,7 @@ import anyio.lowlevel
 
 from ._accounting import Ledger
 from ._async_exec import AsyncRunner
-from ._backend import Backend, backend_for_running_loop
+from ._backend import Backend, Canceller, backend_for_running_loop
 from ._config import TaskConfig
 from ._log import logger
 from ._stats import Counters, RuntimeState, TaskObserver, TaskStats
@@ -73,6 +74,7 @@ class TaskRuntime:
         self._accepting = False
         self._home: Backend | None = None
         self._home_loop: object = None
+        self._create_task: Callable[..., Canceller] | None = None
         self._loop_thread: int | None = None
         self._token: anyio.lowlevel.EventLoopToken | None = None
         self._foreign: weakref.WeakKeyDictionary[Any, Backend] = weakref.WeakKeyDictionary()
@@ -124,6 +126,9 @@ class TaskRuntime:
         self.runner.limiter = self.threads.limiter
         self._home = backend_for_running_loop()
         self._home_loop = getattr(self._home, "loop", None)
+        self._create_task = getattr(self._home_loop, "create_task", None)
+        if sys.version_info < (3, 11):  # pragma: no cover - no context= parameter there
+            self._create_task = None
         self._foreign = weakref.WeakKeyDictionary()
         self._token = anyio.lowlevel.current_token()
         self._loop_thread = threading.get_ident()
@@ -264,7 +269,11 @@ class TaskRuntime:
         backend = home if loop is self._home_loop and home is not None else self._backend_here()
         if task.is_async:
             self.ledger.admit(task)
-            self.runner.spawn(task, backend)
+            if backend is home and self._create_task is not None:  # asyncio's own loop: inline
+                task._backend = backend
+                task._runner = self._create_task(self.runner.run(task), context=task.context)
+            else:
+                self.runner.spawn(task, backend)
             return task
         threads = self.threads
         max_pending = self.max_pending

@@ -223,13 +223,19 @@ class TaskScheduler:
         are dropped if the endpoint raises. ``async def`` functions run on the event loop; plain
         functions run in the runtime's own thread pool. Safe to call from worker threads.
 
-        :raises TypeError: if ``func`` is not a plain or coroutine function.
+        :raises TypeError: if ``func`` is not a plain or coroutine function, or if the
+            arguments do not fit its signature.
         :raises FastAPITasksShutdownError: if the application is shutting down.
-        :raises FastAPITasksQueueFullError: if ``max_pending`` tasks are already waiting.
+        :raises FastAPITasksQueueFullError: for a plain function, if ``max_pending`` sync tasks
+            are already waiting for a thread.
         :raises FastAPITasksUninitializedAppError: if the app's lifespan is not running.
         """
         task: Task[..., Any] = Task(func, args, kwargs, self._config)
-        self._place(task)
+        runtime = self._runtime
+        if self._mode is _NOW and runtime.capture is None:  # the common case, inline
+            runtime.submit(task)
+        else:
+            self._place(task)
         return task
 
     def _place(self, task: Task[..., Any]) -> None:

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast
 import anyio
 import anyio.to_thread
 
-from ._callables import callable_name, check_arguments, classify, is_async_callable
+from ._callables import callable_name, inspect_call, is_async_callable
 from ._config import TaskConfig
 
 if TYPE_CHECKING:
@@ -105,10 +105,9 @@ class Task(Generic[P, T]):
         :raises TypeError: if ``func`` is not a plain or coroutine function (or an awaitable was
             passed by mistake), or if the arguments do not fit its signature.
         """
-        self.is_async = classify(func)
         if kwargs is None:
             kwargs = {}
-        check_arguments(func, args, kwargs)
+        self.is_async = inspect_call(func, args, kwargs)
         self.func = func
         self.args = args
         self.kwargs = kwargs
