@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import gc
+import itertools
 import logging
 import threading
 import weakref
@@ -265,7 +266,7 @@ async def test_a_chain_of_follow_ups_never_holds_the_loop(make_app: Any) -> None
         await done.wait()
     # the ticker had a turn between every two steps of the chain
     assert len(ticks_at_step) == steps + 1
-    assert all(b > a for a, b in zip(ticks_at_step, ticks_at_step[1:], strict=False))
+    assert all(b > a for a, b in itertools.pairwise(ticks_at_step))
 
 
 async def test_a_task_that_reschedules_itself_does_not_starve_requests(make_app: Any) -> None:
