@@ -46,12 +46,13 @@ class Sizes:
     drain_async: int
     drain_sync: int
     memory_tasks: int
+    chain_steps: int
 
     @classmethod
     def make(cls, *, quick: bool, rounds: int | None) -> "Sizes":
         if quick:
-            return cls(rounds or 2, 2, 200, 500, 5_000, 2_000, 5_000, 500, 5_000)
-        return cls(rounds or 5, 8, 1_600, 4_000, 20_000, 2_000, 10_000, 1_000, 10_000)
+            return cls(rounds or 2, 2, 200, 500, 5_000, 2_000, 5_000, 500, 5_000, 10_000)
+        return cls(rounds or 5, 8, 1_600, 4_000, 20_000, 2_000, 10_000, 1_000, 10_000, 100_000)
 
 
 def log(message: str) -> None:
@@ -295,6 +296,66 @@ async def schedule_cost(sizes: Sizes) -> dict[str, Series]:
     return {"schedule_cost": series}
 
 
+async def loop_hold(sizes: Sizes) -> dict[str, Series]:
+    """The longest time the event loop is held while a chain of ``chain_steps`` follow-ups
+    runs, each step scheduling the next and never awaiting, versus the same chain made with
+    asyncio's ``create_task``. A ticker task measures the longest gap between two of its turns.
+    """
+    n = sizes.chain_steps
+    app = make_app(None, lib=True)
+    async with LifespanManager(app) as manager:
+        scheduler = IMPL.app_scheduler(app, lifespan_state(manager))
+        loop = asyncio.get_running_loop()
+
+        async def lib_step(remaining: int, done: asyncio.Event) -> None:
+            if remaining:
+                scheduler.schedule(lib_step, remaining - 1, done)
+            else:
+                done.set()
+
+        async def raw_step(remaining: int, done: asyncio.Event) -> None:
+            if remaining:
+                loop.create_task(raw_step(remaining - 1, done))
+            else:
+                done.set()
+
+        def measured(step: Callable[[int, asyncio.Event], Awaitable[None]], lib: bool) -> Any:
+            async def run() -> Measurement:
+                done = asyncio.Event()
+                worst = 0.0
+
+                async def ticker() -> None:
+                    nonlocal worst
+                    last = time.perf_counter()
+                    while not done.is_set():
+                        await asyncio.sleep(0)
+                        now = time.perf_counter()
+                        worst = max(worst, now - last)
+                        last = now
+
+                ticking = loop.create_task(ticker())
+                await asyncio.sleep(0)
+                start = time.perf_counter()
+                if lib:
+                    scheduler.schedule(step, n, done)
+                else:
+                    loop.create_task(step(n, done))
+                await done.wait()
+                total = time.perf_counter() - start
+                await ticking
+                return {"max_gap_ms": worst * 1e3, "chain_ms": total * 1e3}
+
+            return run
+
+        log(f"loop hold: a chain of {n} follow-ups x 2 variants")
+        series = await interleave(
+            {"lib": measured(lib_step, True), "asyncio": measured(raw_step, False)},
+            rounds=sizes.rounds,
+            log=log,
+        )
+    return {"loop_hold": series}
+
+
 # ------------------------------------------------------------------------ scenario 3
 async def sync_throughput(sizes: Sizes) -> dict[str, Series]:
     """Tasks/s of ``n`` trivial sync tasks through the library (40 threads) versus raw
@@ -436,6 +497,7 @@ async def run_all(sizes: Sizes, only: set[str]) -> dict[str, Series]:
     if "scheduling" in only:
         series.update(await scheduling(sizes))
         series.update(await schedule_cost(sizes))
+        series.update(await loop_hold(sizes))
     if "sync_throughput" in only:
         series.update(await sync_throughput(sizes))
     if "shutdown" in only:
