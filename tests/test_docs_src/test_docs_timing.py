@@ -131,3 +131,18 @@ def test_task_state_values_are_strings() -> None:
         "failed",
         "cancelled",
     ]
+
+
+@pytest.mark.anyio
+async def test_request_context_reaches_each_requests_own_tasks(load_example, serve) -> None:
+    example = load_example("docs_src.timing.request_context")
+    async with serve(example.app) as client:
+        async with anyio.create_task_group() as tg:
+            for rid in ("r1", "r2", "r3"):
+                tg.start_soon(
+                    lambda rid=rid: client.post("/documents/doc", headers={"x-request-id": rid})
+                )
+        await wait_for_tasks(example.app)
+    assert sorted(example.audit_log) == sorted(
+        f"{rid}: {what}" for rid in ("r1", "r2", "r3") for what in ("uploaded doc", "archived doc")
+    )
