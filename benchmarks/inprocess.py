@@ -18,7 +18,7 @@ import json
 import sys
 import time
 import tracemalloc
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -313,9 +313,17 @@ async def loop_hold(sizes: Sizes) -> dict[str, Series]:
             else:
                 done.set()
 
+        keep: set[asyncio.Task[None]] = set()
+
+        def spawn(coro: Coroutine[Any, Any, None]) -> None:
+            # The reference a careful asyncio user keeps, so the baseline is what they write.
+            task = loop.create_task(coro)
+            keep.add(task)
+            task.add_done_callback(keep.discard)
+
         async def raw_step(remaining: int, done: asyncio.Event) -> None:
             if remaining:
-                loop.create_task(raw_step(remaining - 1, done))
+                spawn(raw_step(remaining - 1, done))
             else:
                 done.set()
 
@@ -339,7 +347,7 @@ async def loop_hold(sizes: Sizes) -> dict[str, Series]:
                 if lib:
                     scheduler.schedule(step, n, done)
                 else:
-                    loop.create_task(step(n, done))
+                    spawn(step(n, done))
                 await done.wait()
                 total = time.perf_counter() - start
                 await ticking
