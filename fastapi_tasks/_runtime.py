@@ -52,6 +52,7 @@ R = TypeVar("R")
 
 _PENDING = TaskState.PENDING
 _CANCELLED = TaskState.CANCELLED
+_NOWHERE = object()  # never the running loop
 
 
 class TaskRuntime:
@@ -75,6 +76,13 @@ class TaskRuntime:
         self._home: Backend | None = None
         self._home_loop: object = None
         self._create_task: Callable[..., Canceller] | None = None
+        #: The short path for async tasks (``TaskScheduler.schedule`` inlines it): while work
+        #: is accepted, ``fast_loop`` is the home asyncio loop (else a marker that no loop is);
+        #: a task scheduled on it is admitted and started with
+        #: ``create_native(run(task), context=task.context)``.
+        self.fast_loop: object = _NOWHERE
+        self.create_native: Callable[..., Canceller] = _no_loop
+        self.run = self.runner.run
         self._loop_thread: int | None = None
         self._token: anyio.lowlevel.EventLoopToken | None = None
         self._foreign: weakref.WeakKeyDictionary[Any, Backend] = weakref.WeakKeyDictionary()
@@ -133,7 +141,15 @@ class TaskRuntime:
         self._token = anyio.lowlevel.current_token()
         self._loop_thread = threading.get_ident()
         self.state = "starting"
-        self._accepting = True
+        self._set_accepting(True)
+
+    def _set_accepting(self, accepting: bool) -> None:
+        self._accepting = accepting
+        if accepting and self._create_task is not None:
+            self.fast_loop = self._home_loop
+            self.create_native = self._create_task
+        else:
+            self.fast_loop = _NOWHERE
 
     @asynccontextmanager
     async def serving(self) -> AsyncIterator[None]:
@@ -150,7 +166,7 @@ class TaskRuntime:
     def stop(self) -> None:
         """Refuse work from now on. A task still live (the drain did not run, as when the
         app's startup failed, or it was cut short) is cancelled and counted as abandoned."""
-        self._accepting = False
+        self._set_accepting(False)
         self.state = "stopped"
         for task in list(self.ledger.live):
             logger.warning(
@@ -164,7 +180,7 @@ class TaskRuntime:
 
     def close_admission(self) -> None:
         """From now on every ``schedule()`` raises ``FastAPITasksShutdownError``."""
-        self._accepting = False
+        self._set_accepting(False)
         self.state = "draining"
 
     def cancel(self, task: Task[..., Any]) -> None:
@@ -257,23 +273,29 @@ class TaskRuntime:
             thread and this one would wait too.
         :raises FastAPITasksUninitializedAppError: if the lifespan has not started.
         """
+        if task.is_async:
+            try:
+                loop: object = _get_running_loop()
+            except RuntimeError:
+                loop = None
+            if loop is self.fast_loop:  # on the home asyncio loop, accepting
+                self.ledger.admit(task)
+                task._backend = self._home
+                task._runner = self.create_native(self.run(task), context=task.context)
+                return task
         if self._loop_thread != threading.get_ident():
             return self.call_on_loop(self._submit_deferred if deferred else self.submit, task)
         if not self._accepting:
             self._reject()
         try:
-            loop: object = _get_running_loop()
+            loop = _get_running_loop()
         except RuntimeError:
             loop = None
         home = self._home
         backend = home if loop is self._home_loop and home is not None else self._backend_here()
         if task.is_async:
             self.ledger.admit(task)
-            if backend is home and self._create_task is not None:  # asyncio's own loop: inline
-                task._backend = backend
-                task._runner = self._create_task(self.runner.run(task), context=task.context)
-            else:
-                self.runner.spawn(task, backend)
+            self.runner.spawn(task, backend)
             return task
         threads = self.threads
         max_pending = self.max_pending
@@ -313,6 +335,10 @@ class TaskRuntime:
         limiter = self.threads.limiter
         busy = limiter.statistics().borrowed_tokens if limiter is not None else 0
         return self.ledger.counters.snapshot(self.state, self.thread_limit, busy)
+
+
+def _no_loop(*args: Any, **kwargs: Any) -> Canceller:
+    raise RuntimeError("no event loop")  # pragma: no cover - guarded by fast_loop
 
 
 def _capture(func: Callable[..., Any], args: tuple[Any, ...]) -> tuple[bool, Any]:

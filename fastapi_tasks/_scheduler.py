@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import enum
+from asyncio import get_running_loop as _get_running_loop
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
@@ -232,7 +233,17 @@ class TaskScheduler:
         """
         task: Task[..., Any] = Task(func, args, kwargs, self._config)
         runtime = self._runtime
-        if self._mode is _NOW and runtime.capture is None:  # the common case, inline
+        if self._mode is _NOW and runtime.capture is None:
+            if task.is_async:  # the hot path, as TaskRuntime.submit() would take it
+                try:
+                    loop: object = _get_running_loop()
+                except RuntimeError:
+                    loop = None
+                if loop is runtime.fast_loop:
+                    runtime.ledger.admit(task)
+                    task._backend = runtime.home
+                    task._runner = runtime.create_native(runtime.run(task), context=task.context)
+                    return task
             runtime.submit(task)
         else:
             self._place(task)

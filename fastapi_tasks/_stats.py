@@ -62,29 +62,34 @@ class TaskStats:
 
 
 class Counters:
-    """Mutable counters, written only on the event loop thread (O(1) to read)."""
+    """Mutable counters, written only on the event loop thread (O(1) to read).
+
+    Only totals that grow are stored; ``pending`` and ``running`` are derived from them, so a
+    task's life costs three increments (admitted, started, ended) rather than seven updates.
+    """
 
     __slots__ = (
         "abandoned",
         "cancelled",
         "deferred",
         "discarded",
+        "ended_pending",
         "enqueue_failed",
         "enqueued",
         "failed",
-        "pending",
         "rejected",
-        "running",
         "scheduled",
+        "started",
         "succeeded",
         "waiting",
     )
 
     def __init__(self) -> None:
         self.scheduled = 0
-        self.pending = 0
+        #: Tasks that started, and tasks that ended without starting (cancelled while pending).
+        self.started = 0
+        self.ended_pending = 0
         self.waiting = 0
-        self.running = 0
         self.succeeded = 0
         self.failed = 0
         self.cancelled = 0
@@ -94,6 +99,16 @@ class Counters:
         self.deferred = 0
         self.enqueued = 0
         self.enqueue_failed = 0
+
+    @property
+    def pending(self) -> int:
+        """Admitted, not started, not ended."""
+        return self.scheduled - self.started - self.ended_pending
+
+    @property
+    def running(self) -> int:
+        """Started and not ended."""
+        return self.started + self.ended_pending - self.succeeded - self.failed - self.cancelled
 
     def snapshot(self, state: RuntimeState, thread_limit: int, threads_busy: int) -> TaskStats:
         return TaskStats(

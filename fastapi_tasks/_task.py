@@ -166,12 +166,6 @@ class Task(Generic[P, T]):
             self._done = anyio.Event()
         await self._done.wait()
 
-    def _mark_started(self, now: float) -> None:
-        self.state = TaskState.RUNNING
-        self.started_at = now
-        if self._started is not None:
-            self._started.set()
-
     def _mark_finished(self, state: TaskState, error: BaseException | None = None) -> None:
         self.state = state
         self.error = error
