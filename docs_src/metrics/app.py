@@ -6,7 +6,8 @@ from fastapi_tasks.prometheus import instrument, metrics_app
 app = FastAPI()
 add_tasks(app)
 instrument(app)  # registers the metrics in prometheus_client's global registry
-app.mount("/metrics", metrics_app())  # aggregates all workers if PROMETHEUS_MULTIPROC_DIR is set
+# GET /metrics (no redirect); aggregates all workers if PROMETHEUS_MULTIPROC_DIR is set
+app.add_route("/metrics", metrics_app(), include_in_schema=False)
 
 
 async def resize(image_id: int) -> None: ...

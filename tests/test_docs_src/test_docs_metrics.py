@@ -22,9 +22,18 @@ async def test_the_instrumented_app_serves_metrics(load_example, serve) -> None:
             await client.post("/images/1")
             await client.post("/images/2")
             await wait_for_tasks(example.app)
-            text = (await client.get("/metrics/")).text
+            response = await client.get("/metrics")
+            assert response.status_code == 200  # served by the route: no 307 redirect
+            text = response.text
     finally:  # the example registers in the global registry: leave it as we found it
-        for name in ("scheduled_total", "finished_total", "refused_total"):
+        for name in (
+            "scheduled_total",
+            "finished_total",
+            "refused_total",
+            "abandoned_total",
+            "enqueued_total",
+            "enqueue_failed_total",
+        ):
             REGISTRY.unregister(getattr(metrics, name))
         for name in ("pending", "running", "duration"):
             REGISTRY.unregister(getattr(metrics, name))
