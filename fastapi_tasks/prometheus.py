@@ -43,6 +43,7 @@ from prometheus_client import (
     make_asgi_app,
 )
 from prometheus_client import multiprocess as _multiprocess_collector
+from starlette.routing import Route
 
 from ._lifespan import get_runtime
 from .errors import FastAPITasksAlreadyAddedError
@@ -52,7 +53,7 @@ if TYPE_CHECKING:
 
     from ._task import Task, TaskState
 
-__all__ = ["TaskMetrics", "instrument", "metrics_app"]
+__all__ = ["TaskMetrics", "add_metrics_route", "instrument", "metrics_app"]
 
 _OTHER = "other"
 
@@ -207,3 +208,16 @@ def metrics_app(registry: CollectorRegistry | None = None) -> ASGIApp:
         else:
             registry = REGISTRY
     return _MetricsApp(cast("ASGIApp", make_asgi_app(registry)))
+
+
+def add_metrics_route(
+    app: FastAPI, path: str = "/metrics", *, registry: CollectorRegistry | None = None
+) -> None:
+    """Serve :func:`metrics_app` at ``path`` (``GET /metrics``: no redirect, not in the OpenAPI
+    schema). Same ``registry`` rule as :func:`metrics_app`.
+
+    :raises ValueError: if ``path`` does not start with ``/``.
+    """
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ValueError(f"path must start with '/', got {path!r}")
+    app.router.routes.append(Route(path, metrics_app(registry), include_in_schema=False))

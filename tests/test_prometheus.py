@@ -9,7 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from fastapi_tasks import FastAPITasksAlreadyAddedError, Tasks, get_tasks
-from fastapi_tasks.prometheus import instrument, metrics_app
+from fastapi_tasks.prometheus import add_metrics_route, instrument
 from fastapi_tasks.testing import wait_for_tasks
 
 from .conftest import serve
@@ -31,7 +31,7 @@ async def test_counters_gauges_and_durations(make_app: Any) -> None:
     app = make_app(max_pending=50)
     registry = CollectorRegistry()
     instrument(app, registry=registry, max_task_names=2)
-    app.add_route("/metrics", metrics_app(registry))
+    add_metrics_route(app, registry=registry)
     release = anyio.Event()
 
     async def fails() -> None:
@@ -96,7 +96,7 @@ async def test_the_endpoint_negotiates_and_compresses_without_redirect(make_app:
     app = make_app()
     registry = CollectorRegistry()
     instrument(app, registry=registry)
-    app.add_route("/metrics", metrics_app(registry), include_in_schema=False)
+    add_metrics_route(app, registry=registry)
     async with serve(app) as client:
         plain = await client.get("/metrics")
         gzipped = await client.get("/metrics", headers={"accept-encoding": "gzip"})

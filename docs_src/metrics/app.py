@@ -1,13 +1,13 @@
 from fastapi import FastAPI
 
 from fastapi_tasks import Tasks, add_tasks
-from fastapi_tasks.prometheus import instrument, metrics_app
+from fastapi_tasks.prometheus import add_metrics_route, instrument
 
 app = FastAPI()
 add_tasks(app)
 instrument(app)  # registers the metrics in prometheus_client's global registry
 # GET /metrics (no redirect); aggregates all workers if PROMETHEUS_MULTIPROC_DIR is set
-app.add_route("/metrics", metrics_app(), include_in_schema=False)
+add_metrics_route(app)
 
 
 async def resize(image_id: int) -> None: ...
