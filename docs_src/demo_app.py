@@ -40,30 +40,39 @@ request_arrived: contextvars.ContextVar[float | None] = contextvars.ContextVar(
 )
 
 
-def note(line: str) -> None:
-    """Record ``line``, prefixed with the time since the request arrived (``+0.201s``), so the
-    log shows *when* each timing mode starts, not just in which order tasks finished."""
+def since_request() -> str:
+    """Time since the request that scheduled the running task arrived, as ``+0.201s``."""
     arrived = request_arrived.get()
-    if arrived is not None:
-        line = f"+{time.monotonic() - arrived:.3f}s {line}"
+    return "" if arrived is None else f"+{time.monotonic() - arrived:.3f}s"
+
+
+def note(line: str) -> None:
+    """Record ``line``, prefixed with the time since the request arrived, so the log shows
+    *when* things happen, not just in which order they finished."""
+    when = since_request()
+    if when:
+        line = f"{when} {line}"
     activity.append(line)
     logger.info(line)
 
 
 # ---------------------------------------------------------------------------- the tasks
 async def reserve_stock(order_id: int) -> None:
+    began = since_request()
     await anyio.sleep(WORK_SECONDS)
-    note(f"[now] stock reserved for order {order_id}")
+    note(f"[now] stock reserved for order {order_id} (started {began})")
 
 
 def write_audit_entry(order_id: int) -> None:
+    began = since_request()
     time.sleep(WORK_SECONDS)  # a plain function: it runs in the runtime's own threads
-    note(f"[after_route] audit entry written for order {order_id} (sync task)")
+    note(f"[after_route] audit entry written for order {order_id} (sync task, started {began})")
 
 
 async def send_receipt(order_id: int, email: str) -> None:
+    began = since_request()
     await anyio.sleep(WORK_SECONDS)
-    note(f"[after_response] receipt for order {order_id} sent to {email}")
+    note(f"[after_response] receipt for order {order_id} sent to {email} (started {began})")
 
 
 async def build_report(report_id: int) -> None:

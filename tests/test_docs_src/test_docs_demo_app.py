@@ -18,8 +18,13 @@ from fastapi_tasks.testing import wait_for_tasks
 
 
 def plain(lines) -> list[str]:
-    """The activity lines without their ``+0.123s`` time since the request arrived."""
-    return [re.sub(r"^\+\d+\.\d{3}s ", "", line) for line in lines]
+    """The activity lines without their times relative to the request."""
+    result = []
+    for line in lines:
+        line = re.sub(r"^\+\d+\.\d{3}s ", "", line)
+        line = re.sub(r", started \+\d+\.\d{3}s\)$", ")", line)
+        result.append(re.sub(r" \(started \+\d+\.\d{3}s\)$", "", line))
+    return result
 
 
 @pytest.fixture
