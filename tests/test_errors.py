@@ -324,9 +324,11 @@ def test_every_misuse_raises_a_fastapi_tasks_error_that_is_also_a_builtin(make_a
         assert str(caught.value)  # says how to fix it
 
     started = FastAPI()
-    with TestClient(started):
-        with pytest.raises(FastAPITasksAppStartedError, match="before the application starts"):
-            add_tasks(started)
+    with (
+        TestClient(started),
+        pytest.raises(FastAPITasksAppStartedError, match="before the application starts"),
+    ):
+        add_tasks(started)
 
 
 def test_the_errors_docstring_draws_the_whole_tree() -> None:
