@@ -53,9 +53,7 @@ def test_the_demo_script_installs_only_the_demo_extra_and_only_when_setup_change
     log = tmp_path / "calls.log"
     fake = bin_dir / "python"
     fake.write_text(
-        "#!/bin/sh\n"
-        f'if [ "$1" = "-c" ]; then exec {sys.executable} "$@"; fi\n'
-        f'echo "$*" >> {log}\n'
+        f'#!/bin/sh\nif [ "$1" = "-c" ]; then exec {sys.executable} "$@"; fi\necho "$*" >> {log}\n'
     )
     fake.chmod(0o755)
 
