@@ -59,7 +59,7 @@ _OTHER = "other"
 
 
 class TaskMetrics:
-    """The metrics of one runtime; a :class:`~fastapi_tasks._stats.TaskObserver`."""
+    """The metrics of one app's task runtime, as returned by :func:`instrument`."""
 
     def __init__(
         self,
