@@ -10,8 +10,11 @@ from ._scheduler import TaskScheduler as TaskScheduler
 from ._stats import TaskStats as TaskStats
 from ._task import Task as Task
 from ._task import TaskState as TaskState
+from ._types import AnyTask as AnyTask
 from .errors import FastAPITasksAlreadyAddedError as FastAPITasksAlreadyAddedError
+from .errors import FastAPITasksAppStartedError as FastAPITasksAppStartedError
 from .errors import FastAPITasksError as FastAPITasksError
+from .errors import FastAPITasksNoRequestError as FastAPITasksNoRequestError
 from .errors import FastAPITasksQueueFullError as FastAPITasksQueueFullError
 from .errors import FastAPITasksShutdownError as FastAPITasksShutdownError
 from .errors import FastAPITasksTimeoutError as FastAPITasksTimeoutError
@@ -20,9 +23,12 @@ from .errors import FastAPITasksUninitializedAppError as FastAPITasksUninitializ
 __version__ = "0.2.0"
 
 __all__ = [
+    "AnyTask",
     "ErrorHandler",
     "FastAPITasksAlreadyAddedError",
+    "FastAPITasksAppStartedError",
     "FastAPITasksError",
+    "FastAPITasksNoRequestError",
     "FastAPITasksQueueFullError",
     "FastAPITasksShutdownError",
     "FastAPITasksTimeoutError",

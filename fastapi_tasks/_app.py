@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
-
+from fastapi import FastAPI
 from starlette.requests import HTTPConnection
 
 from ._lifespan import get_runtime
@@ -12,7 +11,7 @@ from ._scheduler import TaskScheduler
 __all__ = ["get_tasks"]
 
 
-def get_tasks(app_or_connection: Any) -> TaskScheduler:
+def get_tasks(app_or_connection: FastAPI | HTTPConnection) -> TaskScheduler:
     """The application's scheduler, for use outside an endpoint's ``Tasks`` dependency.
 
     Pass the FastAPI app, or a ``Request``/``WebSocket`` (its app is used). The scheduler offers
@@ -29,4 +28,4 @@ def get_tasks(app_or_connection: Any) -> TaskScheduler:
         else app_or_connection
     )
     runtime = get_runtime(app)
-    return TaskScheduler(runtime, runtime.config)
+    return TaskScheduler._create(runtime, runtime.config)

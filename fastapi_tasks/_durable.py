@@ -16,7 +16,7 @@ from typing import Any, ParamSpec, Protocol
 
 from ._config import ErrorHandler, TaskConfig
 from ._task import Task
-from .errors import FastAPITasksError
+from .errors import FastAPITasksUninitializedAppError
 
 __all__ = ["DurableBackend", "DurableScheduler"]
 
@@ -41,12 +41,12 @@ class _Scheduler(Protocol):
     @property
     def config(self) -> TaskConfig: ...
     @property
-    def durable_backend(self) -> DurableBackend | None: ...
+    def _durable_backend(self) -> DurableBackend | None: ...
     @property
     def after_route(self) -> _Scheduler: ...
     @property
     def after_response(self) -> _Scheduler: ...
-    def place(self, task: Task[..., Any]) -> None: ...
+    def _place(self, task: Task[..., Any]) -> None: ...
     def task(
         self, *, name: str | None = ..., on_error: ErrorHandler | None = ...
     ) -> _Scheduler: ...
@@ -70,21 +70,21 @@ class DurableScheduler:
     ) -> Task[P, None]:
         """Enqueue ``job(*args, **kwargs)`` at this scheduler's moment; return the enqueue task.
 
-        :raises FastAPITasksError: if no durable broker was registered for the app.
+        :raises FastAPITasksUninitializedAppError: if no durable broker was registered for the app.
         :raises TypeError: if ``job`` is not a task the registered broker knows.
         :raises FastAPITasksShutdownError: if the application is shutting down.
         """
         inner = self._inner
-        backend = inner.durable_backend
+        backend = inner._durable_backend
         if backend is None:
-            raise FastAPITasksError(
+            raise FastAPITasksUninitializedAppError(
                 "tasks.durable needs a queue: call "
                 "fastapi_tasks.taskiq.add_durable_broker(app, broker) when you create the app"
             )
         enqueue, name = backend.enqueuer(job)
         config = inner.config.merge(TaskConfig(name=inner.config.name or name, shield=True))
         task: Task[P, None] = Task(enqueue, args, kwargs, config)
-        inner.place(task)
+        inner._place(task)
         return task
 
     def task(

@@ -17,7 +17,11 @@ from ._config import TaskConfig
 from ._request_hooks import MarkingExceptionHandlers, TasksMiddleware
 from ._runtime import TaskRuntime
 from ._shutdown import drain
-from .errors import FastAPITasksAlreadyAddedError, FastAPITasksUninitializedAppError
+from .errors import (
+    FastAPITasksAlreadyAddedError,
+    FastAPITasksAppStartedError,
+    FastAPITasksUninitializedAppError,
+)
 
 __all__ = ["STATE_KEY", "add_tasks", "get_runtime"]
 
@@ -82,7 +86,7 @@ def add_tasks(
     try:
         app.add_middleware(TasksMiddleware, runtime=runtime)
     except RuntimeError as exc:
-        raise RuntimeError(
+        raise FastAPITasksAppStartedError(
             "add_tasks() must be called before the application starts serving"
         ) from exc
     if not isinstance(app.exception_handlers, MarkingExceptionHandlers):

@@ -37,6 +37,7 @@ from ._stats import Counters, RuntimeState, TaskObserver, TaskStats
 from ._task import Task, TaskState
 from ._threads import ThreadPool
 from .errors import (
+    FastAPITasksAppStartedError,
     FastAPITasksError,
     FastAPITasksQueueFullError,
     FastAPITasksShutdownError,
@@ -128,7 +129,9 @@ class TaskRuntime:
         when the lifespan begins, before the application's own startup code runs, so that
         startup code may schedule tasks (and wait for them)."""
         if self.state in ("starting", "running", "draining"):
-            raise RuntimeError("this task runtime is already running (one lifespan at a time)")
+            raise FastAPITasksAppStartedError(
+                "this task runtime is already running (one lifespan at a time)"
+            )
         self.ledger.reset()
         self.threads.reset()
         self.runner.limiter = self.threads.limiter

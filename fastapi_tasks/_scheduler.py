@@ -13,7 +13,7 @@ from ._durable import DurableScheduler
 from ._log import logger
 from ._runtime import TaskRuntime
 from ._task import Task, TaskState
-from .errors import FastAPITasksError, FastAPITasksShutdownError
+from .errors import FastAPITasksNoRequestError, FastAPITasksShutdownError
 
 if TYPE_CHECKING:
     from ._durable import DurableBackend
@@ -72,7 +72,7 @@ class RequestQueues:
         """The request's scheduler (one per request, shared by all its dependencies)."""
         if self._scheduler is None:
             runtime = self.runtime
-            self._scheduler = TaskScheduler(runtime, runtime.config, self)
+            self._scheduler = TaskScheduler._create(runtime, runtime.config, self)
         return self._scheduler
 
     def defer(self, mode: Mode, task: Task[..., Any]) -> None:
@@ -185,19 +185,39 @@ class TaskScheduler:
 
     __slots__ = ("_after_response", "_after_route", "_config", "_mode", "_queues", "_runtime")
 
-    def __init__(
-        self,
+    _runtime: TaskRuntime
+    _config: TaskConfig
+    _queues: RequestQueues | None
+    _mode: Mode
+    _after_route: TaskScheduler | None
+    _after_response: TaskScheduler | None
+
+    def __init__(self) -> None:
+        """Not created by hand: declare ``tasks: Tasks`` or call ``get_tasks(app)``.
+
+        :raises TypeError: always.
+        """
+        raise TypeError(
+            "TaskScheduler is not created directly: declare 'tasks: Tasks' in an endpoint or "
+            "dependency, or call get_tasks(app)"
+        )
+
+    @classmethod
+    def _create(
+        cls,
         runtime: TaskRuntime,
         config: TaskConfig,
         queues: RequestQueues | None = None,
         mode: Mode = Mode.NOW,
-    ) -> None:
+    ) -> TaskScheduler:
+        self = object.__new__(cls)
         self._runtime = runtime
         self._config = config
         self._queues = queues
         self._mode = mode
-        self._after_route: TaskScheduler | None = None
-        self._after_response: TaskScheduler | None = None
+        self._after_route = None
+        self._after_response = None
+        return self
 
     @property
     def config(self) -> TaskConfig:
@@ -272,16 +292,18 @@ class TaskScheduler:
         :raises TypeError: if a setting has the wrong type.
         """
         override = TaskConfig(name=name, shield=shield, on_error=on_error)
-        return TaskScheduler(self._runtime, self._config.merge(override), self._queues, self._mode)
+        return TaskScheduler._create(
+            self._runtime, self._config.merge(override), self._queues, self._mode
+        )
 
     def _deferred(self, mode: Mode) -> TaskScheduler:
         if self._queues is None:
-            raise FastAPITasksError(
+            raise FastAPITasksNoRequestError(
                 f"{_MODE_LABEL[mode].replace('-', '_')} scheduling needs a request: use the "
                 "Tasks dependency in an endpoint or dependency (outside a request only "
                 "schedule() is available)"
             )
-        return TaskScheduler(self._runtime, self._config, self._queues, mode)
+        return TaskScheduler._create(self._runtime, self._config, self._queues, mode)
 
     @property
     def after_route(self) -> TaskScheduler:
@@ -309,14 +331,9 @@ class TaskScheduler:
         return DurableScheduler(self)
 
     @property
-    def durable_backend(self) -> DurableBackend | None:
+    def _durable_backend(self) -> DurableBackend | None:
         """The durable queue registered for the app, if any (used by ``tasks.durable``)."""
         return self._runtime.durable
-
-    def place(self, task: Task[..., Any]) -> None:
-        """Admit an already built task the way :meth:`schedule` does (``tasks.durable`` uses
-        it for its enqueue tasks)."""
-        self._place(task)
 
     def stats(self) -> TaskStats:
         """A snapshot of the runtime's counters (see :class:`TaskStats`)."""

@@ -5,18 +5,33 @@ all. Each one also derives from the closest builtin, so code that already catche
 ``RuntimeError`` keeps working::
 
     FastAPITasksError (Exception)
-    ├── FastAPITasksUninitializedAppError (RuntimeError)  Tasks used without add_tasks()/lifespan
-    ├── FastAPITasksAlreadyAddedError (RuntimeError)      add_tasks() called twice on one app
-    ├── FastAPITasksShutdownError (RuntimeError)          schedule() after shutdown began
-    ├── FastAPITasksQueueFullError (RuntimeError)         schedule() beyond max_pending
-    └── FastAPITasksTimeoutError (TimeoutError)           testing helper gave up waiting
+    ├── FastAPITasksUninitializedAppError (RuntimeError)
+    │       add_tasks(app) was not called, the app's lifespan is not running (also a TestClient
+    │       used outside its ``with`` block), or tasks.durable used without add_durable_broker()
+    ├── FastAPITasksAlreadyAddedError (RuntimeError)
+    │       add_tasks(), instrument() or add_durable_broker() called a second time on one app
+    ├── FastAPITasksAppStartedError (RuntimeError)
+    │       add_tasks() after the app started serving, or its lifespan entered while running
+    ├── FastAPITasksNoRequestError (RuntimeError)
+    │       after_route / after_response on a scheduler that has no request (get_tasks(app))
+    ├── FastAPITasksShutdownError (RuntimeError)
+    │       schedule() after shutdown began
+    ├── FastAPITasksQueueFullError (RuntimeError)
+    │       schedule() while max_pending sync tasks wait for a thread
+    └── FastAPITasksTimeoutError (TimeoutError)
+            a testing helper gave up waiting
+
+Arguments of the wrong type or out of range raise the builtin ``TypeError`` / ``ValueError``,
+as everywhere in Python; each message says which argument and what was expected.
 """
 
 from __future__ import annotations
 
 __all__ = [
     "FastAPITasksAlreadyAddedError",
+    "FastAPITasksAppStartedError",
     "FastAPITasksError",
+    "FastAPITasksNoRequestError",
     "FastAPITasksQueueFullError",
     "FastAPITasksShutdownError",
     "FastAPITasksTimeoutError",
@@ -29,11 +44,23 @@ class FastAPITasksError(Exception):
 
 
 class FastAPITasksUninitializedAppError(FastAPITasksError, RuntimeError):
-    """``Tasks`` was used on an app without ``add_tasks(app)``, or before its lifespan ran."""
+    """The app is not set up for what was asked: ``add_tasks(app)`` was not called, its lifespan
+    is not running, or ``tasks.durable`` was used without ``add_durable_broker()``."""
 
 
 class FastAPITasksAlreadyAddedError(FastAPITasksError, RuntimeError):
-    """``add_tasks()`` was called a second time on the same application."""
+    """``add_tasks()``, ``instrument()`` or ``add_durable_broker()`` was called a second time
+    on the same application."""
+
+
+class FastAPITasksAppStartedError(FastAPITasksError, RuntimeError):
+    """``add_tasks()`` was called after the application started serving, or the lifespan of an
+    app whose task runtime is running was entered again."""
+
+
+class FastAPITasksNoRequestError(FastAPITasksError, RuntimeError):
+    """``after_route`` / ``after_response`` was used on a scheduler that has no request
+    (``get_tasks(app)``): those moments only exist inside a request."""
 
 
 class FastAPITasksShutdownError(FastAPITasksError, RuntimeError):

@@ -32,16 +32,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
+from fastapi import FastAPI
 from taskiq import AsyncBroker, AsyncTaskiqDecoratedTask
 
 from ._lifespan import get_runtime
 from ._runtime import TaskRuntime
-from .errors import FastAPITasksError
+from .errors import FastAPITasksAlreadyAddedError
 
-__all__ = ["TaskiqBackend", "add_durable_broker"]
+__all__ = ["add_durable_broker"]
 
 
-class TaskiqBackend:
+class _TaskiqBackend:
     """Enqueues jobs on a taskiq broker; counts successes and failures on the runtime."""
 
     def __init__(self, runtime: TaskRuntime, broker: AsyncBroker) -> None:
@@ -77,29 +78,40 @@ class TaskiqBackend:
                 await job.kiq(*args, **kwargs)
             except BaseException:
                 runtime.counters.enqueue_failed += 1
+                _tell_observer(runtime, ok=False)
                 raise
             runtime.counters.enqueued += 1
+            _tell_observer(runtime, ok=True)
 
         enqueue.__qualname__ = f"enqueue[{job.task_name}]"
         enqueue.__module__ = __name__
         return enqueue
 
 
-def add_durable_broker(app: Any, broker: AsyncBroker, *, manage_broker: bool = True) -> None:
+def _tell_observer(runtime: TaskRuntime, *, ok: bool) -> None:
+    """Let the Prometheus exporter (if ``instrument()`` was called) count the enqueue."""
+    enqueue_done = getattr(runtime.observer, "enqueue_done", None)
+    if enqueue_done is not None:
+        enqueue_done(ok)
+
+
+def add_durable_broker(app: FastAPI, broker: AsyncBroker, *, manage_broker: bool = True) -> None:
     """Let ``tasks.durable`` enqueue on ``broker``. Call after ``add_tasks(app)``.
 
     :param manage_broker: start the broker before the app's startup and shut it down after its
         teardown (and so after the task drain). Set ``False`` if your lifespan does it.
     :raises FastAPITasksUninitializedAppError: if ``add_tasks(app)`` was not called first.
     :raises TypeError: if ``broker`` is not a taskiq ``AsyncBroker``.
-    :raises FastAPITasksError: if a broker was registered already.
+    :raises FastAPITasksAlreadyAddedError: if a broker was registered already.
     """
     runtime = get_runtime(app)
     if not isinstance(broker, AsyncBroker):
         raise TypeError(f"broker must be a taskiq AsyncBroker, not {type(broker).__name__}")
     if runtime.durable is not None:
-        raise FastAPITasksError("a durable broker is already registered for this app")
-    runtime.durable = TaskiqBackend(runtime, broker)
+        raise FastAPITasksAlreadyAddedError(
+            "add_durable_broker() was already called for this app; call it once per application"
+        )
+    runtime.durable = _TaskiqBackend(runtime, broker)
     if not manage_broker:
         return
     inner = app.router.lifespan_context

@@ -22,7 +22,7 @@ import anyio
 
 from ._lifespan import get_runtime
 from ._task import Task
-from .errors import FastAPITasksError, FastAPITasksTimeoutError
+from .errors import FastAPITasksTimeoutError, FastAPITasksUninitializedAppError
 
 __all__ = [
     "CapturedTask",
@@ -60,12 +60,12 @@ async def wait_for_tasks(app: Any, *, timeout: float = 5.0) -> None:
 def wait_for_tasks_sync(client: Any, *, timeout: float = 5.0) -> None:
     """:func:`wait_for_tasks` for a ``TestClient`` entered with ``with TestClient(app)``.
 
-    :raises FastAPITasksError: if the client is not inside its ``with`` block.
+    :raises FastAPITasksUninitializedAppError: if the client is not inside its ``with`` block.
     :raises FastAPITasksTimeoutError: after ``timeout`` seconds, naming the unfinished tasks.
     """
     portal = getattr(client, "portal", None)
     if portal is None:
-        raise FastAPITasksError(
+        raise FastAPITasksUninitializedAppError(
             "wait_for_tasks_sync() needs a running TestClient: use 'with TestClient(app) as "
             "client:' so the app's lifespan (and its task runtime) is running"
         )

@@ -269,3 +269,71 @@ def test_logs_name_tasks_never_arguments(caplog: pytest.LogCaptureFixture) -> No
         wait_for_tasks_sync(client)
     assert "charge" in caplog.text
     assert SECRET not in caplog.text
+
+
+# -- misuse: one exception family ----------------------------------------------------------------
+def test_every_misuse_raises_a_fastapi_tasks_error_that_is_also_a_builtin(make_app: Any) -> None:
+    from fastapi.testclient import TestClient
+    from prometheus_client import CollectorRegistry
+    from taskiq import InMemoryBroker
+
+    from fastapi_tasks import (
+        FastAPITasksAlreadyAddedError,
+        FastAPITasksAppStartedError,
+        FastAPITasksError,
+        FastAPITasksNoRequestError,
+        FastAPITasksUninitializedAppError,
+        add_tasks,
+    )
+    from fastapi_tasks.prometheus import instrument
+    from fastapi_tasks.taskiq import add_durable_broker
+    from fastapi_tasks.testing import wait_for_tasks_sync
+
+    app = make_app()
+    cases: list[tuple[type[FastAPITasksError], type[Exception], Any]] = [
+        (FastAPITasksAlreadyAddedError, RuntimeError, lambda: add_tasks(app)),
+        (FastAPITasksUninitializedAppError, RuntimeError, lambda: get_tasks(FastAPI())),
+        (FastAPITasksNoRequestError, RuntimeError, lambda: get_tasks(app).after_route),
+        (
+            FastAPITasksUninitializedAppError,
+            RuntimeError,
+            lambda: wait_for_tasks_sync(TestClient(app)),
+        ),
+    ]
+    instrument(app, registry=CollectorRegistry())
+    cases.append(
+        (
+            FastAPITasksAlreadyAddedError,
+            RuntimeError,
+            lambda: instrument(app, registry=CollectorRegistry()),
+        )
+    )
+    add_durable_broker(app, InMemoryBroker())
+    cases.append(
+        (
+            FastAPITasksAlreadyAddedError,
+            RuntimeError,
+            lambda: add_durable_broker(app, InMemoryBroker()),
+        )
+    )
+    for expected, builtin, call in cases:
+        with pytest.raises(expected) as caught:
+            call()
+        assert isinstance(caught.value, FastAPITasksError)
+        assert isinstance(caught.value, builtin)
+        assert str(caught.value)  # says how to fix it
+
+    started = FastAPI()
+    with (
+        TestClient(started),
+        pytest.raises(FastAPITasksAppStartedError, match="before the application starts"),
+    ):
+        add_tasks(started)
+
+
+def test_the_errors_docstring_draws_the_whole_tree() -> None:
+    import fastapi_tasks.errors as errors
+
+    assert errors.__doc__ is not None
+    for name in errors.__all__:
+        assert name in errors.__doc__, name

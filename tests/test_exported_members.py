@@ -7,9 +7,12 @@ import fastapi_tasks.testing
 
 def test_all_lists_the_public_api() -> None:
     assert fastapi_tasks.__all__ == [
+        "AnyTask",
         "ErrorHandler",
         "FastAPITasksAlreadyAddedError",
+        "FastAPITasksAppStartedError",
         "FastAPITasksError",
+        "FastAPITasksNoRequestError",
         "FastAPITasksQueueFullError",
         "FastAPITasksShutdownError",
         "FastAPITasksTimeoutError",

@@ -8,8 +8,8 @@ import anyio
 import pytest
 from prometheus_client import CollectorRegistry
 
-from fastapi_tasks import Tasks, get_tasks
-from fastapi_tasks.prometheus import instrument, metrics_app
+from fastapi_tasks import FastAPITasksAlreadyAddedError, Tasks, get_tasks
+from fastapi_tasks.prometheus import add_metrics_route, instrument
 from fastapi_tasks.testing import wait_for_tasks
 
 from .conftest import serve
@@ -31,7 +31,7 @@ async def test_counters_gauges_and_durations(make_app: Any) -> None:
     app = make_app(max_pending=50)
     registry = CollectorRegistry()
     instrument(app, registry=registry, max_task_names=2)
-    app.mount("/metrics", metrics_app(registry))
+    add_metrics_route(app, registry=registry)
     release = anyio.Event()
 
     async def fails() -> None:
@@ -54,7 +54,7 @@ async def test_counters_gauges_and_durations(make_app: Any) -> None:
         release.set()
         await wait_for_tasks(app)
         scheduler.schedule(anyio.sleep_forever)
-        text = (await client.get("/metrics/")).text
+        text = (await client.get("/metrics")).text
     assert "fastapi_tasks_scheduled_total 7.0" in text
     assert sample(registry, "fastapi_tasks_scheduled_total") == 7
     assert sample(registry, "fastapi_tasks_finished_total", outcome="succeeded") == 5
@@ -86,7 +86,40 @@ async def test_rejections_are_counted(make_app: Any) -> None:
 def test_instrument_once_and_validates(make_app: Any) -> None:
     app = make_app()
     instrument(app, registry=CollectorRegistry())
-    with pytest.raises(ValueError, match="already"):
+    with pytest.raises(FastAPITasksAlreadyAddedError, match="already"):
         instrument(app, registry=CollectorRegistry())
     with pytest.raises(ValueError, match="max_task_names"):
         instrument(make_app(), registry=CollectorRegistry(), max_task_names=0)
+
+
+async def test_the_endpoint_negotiates_and_compresses_without_redirect(make_app: Any) -> None:
+    app = make_app()
+    registry = CollectorRegistry()
+    instrument(app, registry=registry)
+    add_metrics_route(app, registry=registry)
+    async with serve(app) as client:
+        plain = await client.get("/metrics")
+        gzipped = await client.get("/metrics", headers={"accept-encoding": "gzip"})
+        openmetrics = await client.get(
+            "/metrics", headers={"accept": "application/openmetrics-text"}
+        )
+    assert plain.status_code == 200
+    assert plain.headers["content-type"].startswith("text/plain")
+    assert gzipped.headers["content-encoding"] == "gzip"
+    assert "fastapi_tasks_scheduled_total" in gzipped.text  # httpx decompressed it
+    assert openmetrics.headers["content-type"].startswith("application/openmetrics-text")
+    assert openmetrics.text.rstrip().endswith("# EOF")
+    for name in ("abandoned", "enqueued", "enqueue_failed"):
+        assert f"fastapi_tasks_{name}_total 0.0" in plain.text
+
+
+async def test_abandoned_tasks_are_counted(make_app: Any) -> None:
+    app = make_app(shutdown_timeout=0)
+    registry = CollectorRegistry()
+    instrument(app, registry=registry)
+    async with serve(app):
+        task = get_tasks(app).task(shield=True).schedule(anyio.sleep_forever)
+        await task.started.wait()
+    assert get_tasks(app).stats().abandoned == 1
+    assert sample(registry, "fastapi_tasks_abandoned_total") == 1
+    assert sample(registry, "fastapi_tasks_finished_total", outcome="cancelled") == 1

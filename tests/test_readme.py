@@ -1,5 +1,8 @@
 """The README's example is docs_src/readme/quickstart.py, verbatim, and it works."""
 
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -35,3 +38,43 @@ async def test_the_readme_example_runs() -> None:
     assert sorted(quickstart.sent) == ["ada@example.com", "signup ada@example.com"]
     assert health["succeeded"] == 2
     assert health["state"] == "running"
+
+
+def test_the_demo_script_installs_only_the_demo_extra_and_only_when_setup_changed(
+    tmp_path: Path,
+) -> None:
+    """scripts/demo against a stand-in .venv/bin/python that logs what it is asked to do."""
+    (tmp_path / "scripts").mkdir()
+    shutil.copy(ROOT / "scripts" / "demo", tmp_path / "scripts" / "demo")
+    for name in ("setup.cfg", "setup.py"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    bin_dir = tmp_path / ".venv" / "bin"
+    bin_dir.mkdir(parents=True)
+    log = tmp_path / "calls.log"
+    fake = bin_dir / "python"
+    fake.write_text(
+        f'#!/bin/sh\nif [ "$1" = "-c" ]; then exec {sys.executable} "$@"; fi\necho "$*" >> {log}\n'
+    )
+    fake.chmod(0o755)
+
+    def run_demo() -> list[str]:
+        log.write_text("")
+        subprocess.run(
+            ["bash", str(tmp_path / "scripts" / "demo")], check=True, capture_output=True
+        )
+        return log.read_text().splitlines()
+
+    first = run_demo()
+    assert first[0] == "-m pip install --quiet -e .[demo]"
+    assert first[1].startswith("-m uvicorn docs_src.demo_app:app ")
+    assert run_demo() == first[1:]  # nothing changed: no install
+    with (tmp_path / "setup.cfg").open("a") as file:
+        file.write("\n# changed\n")
+    assert run_demo()[0] == "-m pip install --quiet -e .[demo]"
+
+
+def test_the_readme_promises_no_index_install_of_this_version() -> None:
+    readme = (ROOT / "README.md").read_text()
+    assert "pip install fastapi-tasks\n" not in readme
+    assert "add_tasks(app, *, config=None" in readme
+    assert (ROOT / "LICENSE").read_text().startswith("MIT License")

@@ -2,13 +2,13 @@ from typing import Annotated
 
 from fastapi import Depends, FastAPI
 
-from fastapi_tasks import Task, TaskConfig, Tasks, TaskScheduler, add_tasks
+from fastapi_tasks import AnyTask, TaskConfig, Tasks, TaskScheduler, add_tasks
 
 incidents: list[str] = []
 done: list[str] = []
 
 
-def record_incident(task: Task, error: Exception) -> None:
+def record_incident(task: AnyTask, error: Exception) -> None:
     # A plain function runs in the runtime's worker threads: blocking I/O is fine here.
     incidents.append(f"{task.name}: {type(error).__name__}")
 
@@ -37,7 +37,7 @@ async def sync_partner_feed(shop: str) -> None:
 @app.post("/shops/{shop}/refresh")
 async def refresh(shop: str, tasks: Tasks, critical: CriticalTasks) -> dict[str, bool]:
     # Inherits on_error=record_incident from the global config, and gets a name.
-    tasks.task(name=f"partner-feed:{shop}").schedule(sync_partner_feed, shop)
+    tasks.task(name="partner-feed").schedule(sync_partner_feed, shop)
 
     # Shielded through the dependency, still reports failures to record_incident.
     task = critical.schedule(rebuild_index, shop)

@@ -1,11 +1,11 @@
-from fastapi_tasks import TaskConfig
+from fastapi_tasks import AnyTask, TaskConfig
 
 
-def alert(task, error) -> None:
+def alert(task: AnyTask, error: Exception) -> None:
     print(f"{task.name} failed: {error!r}")
 
 
-def quiet(task, error) -> None:
+def quiet(task: AnyTask, error: Exception) -> None:
     pass
 
 

@@ -2,7 +2,7 @@ import logging
 
 from fastapi import FastAPI
 
-from fastapi_tasks import Task, Tasks, add_tasks
+from fastapi_tasks import AnyTask, Tasks, add_tasks
 
 app = FastAPI()
 add_tasks(app)
@@ -20,7 +20,7 @@ async def warm_cache(order_id: int) -> None:
     raise ConnectionError("cache is down")
 
 
-async def report_failure(task: Task, error: Exception) -> None:
+async def report_failure(task: AnyTask, error: Exception) -> None:
     failures.append(f"{task.name} failed: {error}")
     logger.warning("task %s failed", task.name)
 

@@ -41,9 +41,10 @@ def create_app(db_path: str) -> FastAPI:
     add_tasks(app)
 
     @app.post("/users/{name}/login")
-    def login(name: str, request: Request, db: Db, tasks: Tasks) -> dict[str, int | None]:
+    def login(name: str, request: Request, db: Db, tasks: Tasks) -> dict[str, int]:
         with db:
             user_id = db.execute("INSERT INTO users (name) VALUES (?)", (name,)).lastrowid
+        assert user_id is not None  # an INSERT always sets it
         # Pass plain values (the path, the id), never `db` itself.
         tasks.after_response.schedule(record_login, request.state.db_path, user_id)
         return {"user_id": user_id}

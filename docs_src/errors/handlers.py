@@ -3,7 +3,7 @@ import threading
 
 from fastapi import FastAPI
 
-from fastapi_tasks import Task, Tasks, add_tasks
+from fastapi_tasks import AnyTask, Tasks, add_tasks
 
 app = FastAPI()
 add_tasks(app)
@@ -16,7 +16,7 @@ async def push_invoice(invoice_id: int, api_key: str) -> None:
     raise ConnectionError(f"billing service unreachable for invoice {invoice_id}")
 
 
-async def park_for_later(task: Task, error: Exception) -> None:
+async def park_for_later(task: AnyTask, error: Exception) -> None:
     # Async handler: runs on the event loop, like the task itself.
     dead_letters.append(
         {
@@ -28,14 +28,14 @@ async def park_for_later(task: Task, error: Exception) -> None:
     )
 
 
-def write_to_disk(task: Task, error: Exception) -> None:
+def write_to_disk(task: AnyTask, error: Exception) -> None:
     # Plain handler: runs in one of the runtime's threads, so blocking calls are fine.
     dead_letters.append(
         {"task": task.name, "error": repr(error), "thread": threading.current_thread().name}
     )
 
 
-def broken_handler(task: Task, error: Exception) -> None:
+def broken_handler(task: AnyTask, error: Exception) -> None:
     raise RuntimeError("the handler itself failed")  # logged, never crashes anything
 
 

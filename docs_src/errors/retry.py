@@ -3,7 +3,7 @@ import logging
 import anyio
 from fastapi import FastAPI
 
-from fastapi_tasks import Task, Tasks, add_tasks
+from fastapi_tasks import AnyTask, Tasks, add_tasks
 
 logger = logging.getLogger("webhooks")
 
@@ -11,7 +11,7 @@ MAX_ATTEMPTS = 4  # the first run plus three retries
 BASE_DELAY = 0.5  # seconds before the first retry; doubled before each next one
 
 
-async def retry_with_backoff(task: Task, error: Exception) -> None:
+async def retry_with_backoff(task: AnyTask, error: Exception) -> None:
     """An ``on_error`` handler: run the task again, waiting longer after each failure."""
     for attempt in range(2, MAX_ATTEMPTS + 1):
         delay = BASE_DELAY * 2 ** (attempt - 2)  # 0.5 s, 1 s, 2 s, ...
@@ -43,7 +43,7 @@ async def deliver_webhook(url: str, event: str) -> None:
 
 @app.post("/events/{event}")
 async def publish_event(event: str, url: str, tasks: Tasks) -> dict[str, str]:
-    tasks.task(name=f"webhook:{event}", on_error=retry_with_backoff).after_response.schedule(
+    tasks.task(name="deliver-webhook", on_error=retry_with_backoff).after_response.schedule(
         deliver_webhook, url, event
     )
     return {"status": "accepted"}

@@ -1,12 +1,13 @@
 from fastapi import FastAPI
 
 from fastapi_tasks import Tasks, add_tasks
-from fastapi_tasks.prometheus import instrument, metrics_app
+from fastapi_tasks.prometheus import add_metrics_route, instrument
 
 app = FastAPI()
 add_tasks(app)
 instrument(app)  # registers the metrics in prometheus_client's global registry
-app.mount("/metrics", metrics_app())  # aggregates all workers if PROMETHEUS_MULTIPROC_DIR is set
+# GET /metrics (no redirect); aggregates all workers if PROMETHEUS_MULTIPROC_DIR is set
+add_metrics_route(app)
 
 
 async def resize(image_id: int) -> None: ...

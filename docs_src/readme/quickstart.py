@@ -2,7 +2,7 @@ import time
 
 from fastapi import FastAPI
 
-from fastapi_tasks import Task, Tasks, add_tasks, get_tasks
+from fastapi_tasks import AnyTask, Tasks, add_tasks, get_tasks
 
 app = FastAPI()
 add_tasks(app, thread_limit=8)  # plain def tasks get 8 threads of their own
@@ -19,7 +19,7 @@ async def record_signup(address: str) -> None:  # async code runs on the event l
     sent.append(f"signup {address}")
 
 
-async def alert(task: Task[..., object], error: Exception) -> None:
+async def alert(task: AnyTask, error: Exception) -> None:
     print(f"{task.name} failed: {error!r}")
 
 

@@ -68,9 +68,11 @@ def create_app(shutdown_timeout: float | None = 25.0) -> FastAPI:
     add_tasks(app, shutdown_timeout=shutdown_timeout)
 
     @app.post("/orders/{order_id}")
-    async def place_order(order_id: int, email: str, request: Request, tasks: Tasks):
+    async def place_order(
+        order_id: int, email: str, request: Request, tasks: Tasks
+    ) -> dict[str, int]:
         # Money moved: this must finish, even if the server is asked to stop.
-        tasks.task(name=f"capture:{order_id}", shield=True).schedule(
+        tasks.task(name="capture-payment", shield=True).schedule(
             capture_payment, request.state.ledger, order_id
         )
         # Nice to have: dropped or cancelled at shutdown.

@@ -16,7 +16,9 @@ async def build_report(report_id: int) -> None:
 
 
 @app.post("/reports/{report_id}")
-async def create_report(report_id: int, response: Response, tasks: Tasks, wait: float = 1.0):
+async def create_report(
+    report_id: int, response: Response, tasks: Tasks, wait: float = 1.0
+) -> dict[str, str]:
     task = tasks.schedule(build_report, report_id)
 
     # Give the task a short head start; answer with the result if it makes it in time.

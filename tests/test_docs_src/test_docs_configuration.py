@@ -34,7 +34,7 @@ async def test_global_config_and_a_configured_dependency(load_example, serve) ->
         response = await client.post("/shops/acme/refresh")
         assert response.json() == {"shielded": True, "has_handler": True}
         await wait_for_tasks(example.app)
-    assert example.incidents == ["partner-feed:acme: TimeoutError"]
+    assert example.incidents == ["partner-feed: TimeoutError"]
     assert example.done == ["index of acme rebuilt"]
 
 

@@ -3,6 +3,7 @@
 import asyncio
 import contextvars
 import gc
+import re
 import warnings
 from types import SimpleNamespace
 
@@ -14,6 +15,16 @@ from asgi_lifespan import LifespanManager
 
 from fastapi_tasks import TaskStats
 from fastapi_tasks.testing import wait_for_tasks
+
+
+def plain(lines) -> list[str]:
+    """The activity lines without their times relative to the request."""
+    result = []
+    for line in lines:
+        line = re.sub(r"^\+\d+\.\d{3}s ", "", line)
+        line = re.sub(r", started \+\d+\.\d{3}s\)$", ")", line)
+        result.append(re.sub(r" \(started \+\d+\.\d{3}s\)$", "", line))
+    return result
 
 
 @pytest.fixture
@@ -30,7 +41,7 @@ async def test_orders_use_all_three_timing_modes(demo, serve) -> None:
         response = await client.post("/orders/1", params={"email": "ada@example.com"})
         assert response.json() == {"order_id": 1}
         await wait_for_tasks(demo.app)
-        activity = (await client.get("/activity")).json()
+        activity = plain((await client.get("/activity")).json())
     assert activity[0] == "app started"
     assert sorted(activity[1:]) == [
         "[after_response] receipt for order 1 sent to ada@example.com",
@@ -48,7 +59,7 @@ async def test_cancelled_order_discards_its_receipt(demo, serve) -> None:
         health = (await client.get("/health")).json()
     assert health["discarded"] == 1
     assert health["succeeded"] == 1
-    assert list(demo.activity)[1:-1] == [
+    assert plain(demo.activity)[1:-1] == [
         "[after_response] receipt for order 7 sent to nobody@example.com"
     ]
 
@@ -60,7 +71,7 @@ async def test_failing_tasks_reach_their_handlers(demo, serve) -> None:
         await wait_for_tasks(demo.app)
         health = (await client.get("/health")).json()
     assert health["failed"] == 2
-    assert sorted(list(demo.activity)[1:-1]) == [
+    assert sorted(plain(demo.activity)[1:-1]) == [
         "[on_error] partner call for order 5 will be retried tonight",
         "[on_error] partner-call-default-handler failed: "
         "ConnectionError('partner API refused order 5')",
@@ -91,15 +102,15 @@ async def test_shielded_report_finishes_before_the_app_stops(
 
     monkeypatch.setattr(demo, "anyio", SimpleNamespace(sleep=controlled_sleep))
     async with serve_in_background(demo.app) as server:
-        assert (await server.client.post("/reports/9")).json() == {"task": "report-9"}
+        assert (await server.client.post("/reports/9")).json() == {"task": "build-report"}
         with anyio.fail_after(5):
             await report_started.wait()
         server.begin_shutdown()
         await server.wait_until_draining()
-        assert "[shielded] report 9 is ready" not in demo.activity
+        assert "[shielded] report 9 is ready" not in plain(demo.activity)
         finish_report.set()
         await server.wait_stopped()
-    assert list(demo.activity)[-3:] == [
+    assert plain(demo.activity)[-3:] == [
         "[shielded] building report 9...",
         "[shielded] report 9 is ready",
         "app stopped (after the task drain)",
@@ -124,7 +135,7 @@ def test_demo_app_on_a_bare_asyncio_loop(demo) -> None:
             async with httpx.AsyncClient(transport=transport, base_url="http://demo") as client:
                 await client.post("/orders/1", params={"email": "ada@example.com"})
                 await wait_for_tasks(demo.app, timeout=0.5)
-        return list(demo.activity)
+        return plain(demo.activity)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a worker coroutine never awaited
@@ -135,3 +146,19 @@ def test_demo_app_on_a_bare_asyncio_loop(demo) -> None:
     assert loop_errors == []
     assert "[now] stock reserved for order 1" in activity
     assert "[after_response] receipt for order 1 sent to ada@example.com" in activity
+
+
+@pytest.mark.anyio
+async def test_home_redirects_to_the_docs_and_activity_shows_relative_times(demo, serve) -> None:
+    async with serve(demo.app) as client:
+        home = await client.get("/")
+        await client.post("/orders/1", params={"email": "ada@example.com"})
+        await wait_for_tasks(demo.app)
+        activity = (await client.get("/activity")).json()
+        metrics = await client.get("/metrics")
+    assert home.status_code == 307
+    assert home.headers["location"] == "/docs"
+    timed = [line for line in activity if line != "app started"]
+    assert len(timed) == 3
+    assert all(re.match(r"^\+\d+\.\d{3}s \[", line) for line in timed), timed
+    assert metrics.status_code == 200

@@ -83,7 +83,7 @@ async def test_retry_with_backoff_succeeds_on_the_third_attempt(
     assert retry_example.deliveries == [f"signup -> {url}"]
     assert retry_example.calls == {url: 3}
     assert retry_example.delays == [0.5, 1.0]  # exponential backoff
-    assert "webhook:signup succeeded on attempt 3" in caplog.text
+    assert "deliver-webhook succeeded on attempt 3" in caplog.text
     # The first run failed: the task stays "failed" even though a retry succeeded.
     assert (stats.failed, stats.succeeded) == (1, 0)
     assert captured[0].task.state is TaskState.PENDING  # captured, never run
@@ -98,4 +98,4 @@ async def test_retry_with_backoff_gives_up(retry_example, serve, monkeypatch, ca
         await wait_for_tasks(retry_example.app)
     assert retry_example.deliveries == []
     assert retry_example.delays == [0.5]
-    assert "webhook:refund gave up after 2 attempts" in caplog.text
+    assert "deliver-webhook gave up after 2 attempts" in caplog.text

@@ -136,7 +136,7 @@ async def test_shutdown_timeout_abandons_stragglers(
     assert example.ledgers[0].rows == []
     stats = get_tasks(app).stats()
     assert (stats.abandoned, stats.running, stats.pending) == (1, 0, 0)
-    assert "shutdown_timeout=0.2s reached; abandoning capture:3" in caplog.text
+    assert "shutdown_timeout=0.2s reached; abandoning capture-payment" in caplog.text
     assert re.search(r"drained in [\d.]+s: 0 completed, \d cancelled, 1 abandoned", caplog.text)
 
 

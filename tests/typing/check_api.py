@@ -39,3 +39,25 @@ def check(tasks: TaskScheduler) -> None:
     tasks.schedule(send_email)  # type: ignore[call-overload]
     tasks.schedule(send_email, "a@example.com", retry=1)  # type: ignore[call-arg]
     tasks.task(shield="yes")  # type: ignore[arg-type]
+
+
+# -- the AnyTask alias and the typed app-level entry points ---------------------------------------
+from fastapi import FastAPI, Request  # noqa: E402
+
+from fastapi_tasks import AnyTask, ErrorHandler, get_tasks  # noqa: E402
+from fastapi_tasks.prometheus import TaskMetrics, instrument  # noqa: E402
+
+
+async def handler_with_alias(task: AnyTask, error: Exception) -> None:
+    pass
+
+
+def check_entry_points(app: FastAPI, request: Request) -> None:
+    handler: ErrorHandler = handler_with_alias
+    assert_type(get_tasks(app), TaskScheduler)
+    assert_type(get_tasks(request), TaskScheduler)
+    get_tasks("not an app")  # type: ignore[arg-type]
+    assert_type(instrument(app), TaskMetrics)
+    instrument(object())  # type: ignore[arg-type]
+    TaskScheduler(object())  # type: ignore[call-arg]
+    get_tasks(app).task(on_error=handler)
