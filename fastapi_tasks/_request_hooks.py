@@ -9,8 +9,10 @@ in exit stacks and cancel scopes that cost ~35 us per request. The ``Tasks`` dep
   ``http.response.start`` means the endpoint returned and the response is about to go out:
   after-route tasks are released (before the message is passed on). The last
   ``http.response.body`` means the response was sent (for a streaming response, after its last
-  chunk): after-response tasks are released. An exception leaving the app, or an app that
-  returns without finishing its response, discards whatever is still queued.
+  chunk), and so does ``http.response.pathsend`` (a ``FileResponse`` on a server with the
+  pathsend extension, such as Granian): after-response tasks are released. An exception
+  leaving the app, or an app that returns without finishing its response, discards whatever
+  is still queued.
 * Exceptions the app *handles* (``HTTPException``, validation errors, your own exception
   handlers) turn into ordinary responses inside the route, out of the middleware's sight. So
   ``add_tasks()`` swaps ``app.exception_handlers`` for :class:`MarkingExceptionHandlers`, a
@@ -80,7 +82,9 @@ class TasksMiddleware:
                 await send(message)
             else:
                 await send(message)
-                if kind == "http.response.body" and not message.get("more_body", False):
+                if (
+                    kind == "http.response.body" and not message.get("more_body", False)
+                ) or kind == "http.response.pathsend":  # a file handed over whole (Granian)
                     if queues.raised is None:
                         queues.response_sent()
                     else:
