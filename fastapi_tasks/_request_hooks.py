@@ -41,7 +41,7 @@ from starlette.websockets import WebSocketDisconnect
 
 from ._runtime import TaskRuntime
 from ._scheduler import RequestQueues, ResponseIncomplete
-from ._task import is_async_callable
+from ._callables import is_async_callable
 
 __all__ = ["QUEUES_KEY", "MarkingExceptionHandlers", "TasksMiddleware"]
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Generic, ParamSpec, TypeVar, cast
 import anyio
 import anyio.to_thread
 
-from ._callables import callable_name, inspect_call, is_async_callable
+from ._callables import callable_name, inspect_call
 from ._config import TaskConfig
 
 if TYPE_CHECKING:
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
     from ._backend import Backend, Canceller
 
-__all__ = ["Task", "TaskState", "is_async_callable"]
+__all__ = ["Task", "TaskState"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
