@@ -39,9 +39,9 @@ from typing import Any
 from starlette.concurrency import run_in_threadpool
 from starlette.websockets import WebSocketDisconnect
 
+from ._callables import is_async_callable
 from ._runtime import TaskRuntime
 from ._scheduler import RequestQueues, ResponseIncomplete
-from ._callables import is_async_callable
 
 __all__ = ["QUEUES_KEY", "MarkingExceptionHandlers", "TasksMiddleware"]
 
