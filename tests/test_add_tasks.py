@@ -128,7 +128,8 @@ async def test_shielded_work_drains_before_the_apps_teardown() -> None:
     async def uses_pool() -> None:
         import anyio
 
-        await anyio.sleep(0.05)
+        while get_tasks(app).stats().state != "draining":  # still running when the drain begins
+            await anyio.sleep(0.001)
         events.append(f"shielded task used the pool ({events[-1]!r} was the last event)")
 
     async with serve(app):
@@ -249,4 +250,10 @@ async def test_tasks_scheduled_by_a_failing_startup_are_accounted_for() -> None:
         async with serve(app):
             pass  # pragma: no cover
     stats = get_tasks(app).stats()
-    assert (stats.state, stats.scheduled, stats.cancelled, stats.pending) == ("stopped", 1, 1, 0)
+    assert (stats.state, stats.scheduled, stats.cancelled, stats.abandoned, stats.pending) == (
+        "stopped",
+        1,
+        1,
+        1,
+        0,
+    )

@@ -22,7 +22,7 @@ async def handler_b(task: Task[..., Any], error: Exception) -> None:
 
 def test_task_config_is_frozen() -> None:
     config = TaskConfig(name="x")
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign"):
         config.name = "y"  # type: ignore[misc]
 
 
@@ -73,5 +73,5 @@ async def test_task_settings_merge_over_the_global_config(make_app: Any) -> None
 async def test_task_rejects_bad_settings(make_app: Any) -> None:
     app = make_app()
     async with serve(app):
-        with pytest.raises(TypeError):
+        with pytest.raises(TypeError, match="shield"):
             get_tasks(app).task(shield="always")  # type: ignore[arg-type]

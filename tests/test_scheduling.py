@@ -231,16 +231,18 @@ async def test_sub_dependency_and_endpoint_share_one_scheduler(make_app: Any) ->
 
 async def test_each_request_gets_its_own_scheduler(make_app: Any) -> None:
     app = make_app()
-    seen: list[int] = []
+    seen: list[TaskScheduler] = []  # kept alive, so two schedulers can never share an id
 
     @app.get("/")
     async def endpoint(tasks: Tasks) -> None:
-        seen.append(id(tasks))
+        seen.append(tasks)
 
     async with serve(app) as client:
         await client.get("/")
         await client.get("/")
     assert len(seen) == 2
+    assert seen[0] is not seen[1]
+    assert seen[0] is not get_tasks(app)
 
 
 def test_sync_endpoints_and_dependencies_schedule_from_worker_threads() -> None:

@@ -170,8 +170,13 @@ def test_sync_tasks_do_not_starve_def_endpoints(server: Any) -> None:
         srv.client.post(
             "/schedule", params={"name": f"slow-{i}", "kind": "sync", "seconds": 1, "wait": 0}
         )
+    # the tasks were scheduled without waiting for them to start: wait for that state
+    deadline = time.monotonic() + 10
     health = srv.client.get("/health").json()
-    assert (health["threads_busy"], health["pending"]) == (2, 48)
+    while health["threads_busy"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+        health = srv.client.get("/health").json()
+    assert (health["threads_busy"], health["running"], health["pending"]) == (2, 2, 48)
     for _ in range(20):
         assert srv.client.get("/ping", timeout=5).json() == "pong"
     srv.terminate()  # waits for the two running sleeps, drops the 48 queued ones

@@ -38,7 +38,8 @@ async def test_unshielded_work_is_cancelled_and_shielded_work_completes(make_app
     never = threading.Event()
 
     async def shielded_async() -> None:
-        await anyio.sleep(0.05)
+        while get_tasks(app).stats().state != "draining":  # still running when the drain begins
+            await anyio.sleep(0.001)
         done.append("shielded async")
 
     def shielded_sync(tag: str) -> None:
@@ -189,6 +190,12 @@ async def test_shutdown_timeout_abandons_and_names_stragglers(
     assert any("stuck-async" in line for line in abandon_lines)
     assert any("stuck-sync" in line for line in abandon_lines)
     assert "2 abandoned" in task_logs.text
+    # the abandoned thread ends now, while this loop still runs: its late end is logged (the
+    # report is a non-blocking callback, so the thread never waits for the loop)
+    with anyio.fail_after(5):
+        while "stuck-sync completed" not in task_logs.text:
+            await anyio.sleep(0.001)
+    assert "after the shutdown deadline gave up on it" in task_logs.text
 
 
 async def test_progress_lines_name_the_tasks_holding_shutdown(

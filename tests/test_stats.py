@@ -67,7 +67,7 @@ async def test_snapshot_is_frozen_json_ready_and_complete(make_app: Any) -> None
     assert isinstance(body["pid"], int)
     stats = get_tasks(app).stats()
     json.dumps(stats.to_dict())
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign"):
         stats.scheduled = 5  # type: ignore[misc]
     assert stats.state == "stopped"
 
@@ -213,4 +213,8 @@ def test_every_task_is_accounted_for(specs: list[tuple[str, str, bool]], cut: in
             tally[TaskState.CANCELLED],
         )
 
-    anyio.run(scenario)
+    async def bounded() -> None:
+        with anyio.fail_after(20):  # a hang in one example fails it instead of the whole run
+            await scenario()
+
+    anyio.run(bounded)

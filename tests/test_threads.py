@@ -69,11 +69,17 @@ async def test_a_def_endpoint_answers_while_sync_tasks_fill_the_runtime(make_app
             assert (await client.post("/queue")).json() == 50
             # all 50 are blocked (2 running, 48 queued); the def endpoint answers at once
             with anyio.fail_after(5):
+                while gate.current < 2:
+                    await anyio.sleep(0.001)
                 for _ in range(20):
                     assert (await client.get("/sync")).status_code == 200
             stats = get_tasks(app).stats()
-            assert stats.threads_busy <= 2
-            assert stats.pending + stats.running == 50
+            assert (stats.threads_busy, stats.running, stats.waiting, stats.pending) == (
+                2,
+                2,
+                48,
+                48,
+            )
             assert default_threads_busy() == 0
         await wait_for_tasks(app, timeout=30)
     assert gate.peak == 2

@@ -336,18 +336,28 @@ async def test_after_schedulers_offer_the_same_api(make_app: Any) -> None:
     async def record(tag: str) -> None:
         ran.append(tag)
 
+    handles: list[Any] = []
+    at_return: dict[str, Any] = {}
+
     @app.get("/")
     async def endpoint(tasks: Tasks) -> None:
         after = tasks.after_response
         assert after is tasks.after_response
-        after.task(name="a").schedule(record, "a")
-        tasks.task(name="b").after_response.schedule(record, "b")
-        tasks.after_route.task(shield=True).schedule(record, "c")
+        handles.append(after.task(name="a").schedule(record, "a"))
+        handles.append(tasks.task(name="b").after_response.schedule(record, "b"))
+        handles.append(tasks.after_route.task(shield=True).schedule(record, "c"))
+        await anyio.sleep(0)
+        # all three are queued for later, none started now
+        at_return["deferred"] = tasks.stats().deferred
+        at_return["ran"] = list(ran)
 
     async with serve(app) as client:
         await client.get("/")
         await wait_for_tasks(app)
+    assert at_return == {"deferred": 3, "ran": []}
     assert sorted(ran) == ["a", "b", "c"]
+    assert [task.name for task in handles[:2]] == ["a", "b"]
+    assert handles[2].shielded and not handles[0].shielded
 
 
 @pytest.fixture

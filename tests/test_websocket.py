@@ -62,7 +62,10 @@ def test_deferred_tasks_run_when_the_client_disconnects(ws_app: Any) -> None:
     with TestClient(app) as client:
         # leaving the block disconnects: the endpoint ends with WebSocketDisconnect, which the
         # test client re-raises here
-        with pytest.raises(WebSocketDisconnect), client.websocket_connect("/ws") as ws:
+        with (
+            pytest.raises(WebSocketDisconnect, match="1000"),
+            client.websocket_connect("/ws") as ws,
+        ):
             assert ws.receive_text() == "immediate done"
             ws.send_text("wait")
         wait_for_tasks_sync(client)
@@ -92,3 +95,40 @@ def test_get_tasks_accepts_a_websocket(ws_app: Any) -> None:
     with TestClient(app) as client, client.websocket_connect("/ws-app-scheduler") as ws:
         assert ws.receive_text() == "succeeded"
     assert events == ["from get_tasks(websocket)"]
+
+
+def test_deferred_tasks_are_discarded_when_a_handled_exception_ends_the_session() -> None:
+    """An exception an exception handler turns into a close never leaves the app, yet the
+    session failed: its queued tasks are discarded, not released."""
+    app = FastAPI()
+    add_tasks(app)
+    ran: list[str] = []
+
+    class Refused(Exception):
+        pass
+
+    async def record(tag: str) -> None:  # pragma: no cover - must not run
+        ran.append(tag)
+
+    @app.exception_handler(Refused)
+    async def refused(websocket: WebSocket, exc: Refused) -> None:
+        await websocket.close(code=4003)
+
+    @app.websocket("/ws")
+    async def session(websocket: WebSocket, tasks: Tasks) -> None:
+        await websocket.accept()
+        tasks.after_route.schedule(record, "after route")
+        tasks.after_response.schedule(record, "after response")
+        raise Refused
+
+    with TestClient(app) as client:
+        with (
+            pytest.raises(WebSocketDisconnect, match=r"^$") as closed,
+            client.websocket_connect("/ws") as ws,
+        ):
+            ws.receive_text()
+        assert closed.value.code == 4003
+        wait_for_tasks_sync(client)
+        stats = get_tasks(app).stats()
+    assert ran == []
+    assert (stats.discarded, stats.scheduled) == (2, 0)
