@@ -6,10 +6,7 @@ test_task_semantics.py: uvicorn ends the process right after the lifespan.)"""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -17,33 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from .test_server import ROOT, free_port
+from .test_server import Server
 
 
-class Uvicorn:
+class Uvicorn(Server):
+    """uvicorn serving tests.semantics_app (the server helpers of test_server.py)."""
+
     def __init__(self, out: Path, **env: str) -> None:
-        self.port = free_port()
-        self.log = out / f"uvicorn-{self.port}.log"
-        self._log_file = self.log.open("wb")
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "tests.semantics_app:app",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(self.port),
-                "--log-level",
-                "info",
-            ],
-            cwd=ROOT,
-            env={**os.environ, "FT_OUT": str(out), **env},
-            stdout=self._log_file,
-            stderr=subprocess.STDOUT,
-        )
-        self.client = httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=10)
+        super().__init__(out, env, app="tests.semantics_app:app")
 
     def wait_for(self, condition: object, what: str, timeout: float = 20) -> None:
         deadline = time.monotonic() + timeout
@@ -60,16 +38,6 @@ class Uvicorn:
             return self.client.get("/health").status_code == 200
         except httpx.TransportError:
             return False
-
-    def output(self) -> str:
-        return self.log.read_text(errors="replace")
-
-    def stop(self) -> None:
-        self.client.close()
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait(timeout=10)
-        self._log_file.close()
 
 
 @pytest.fixture

@@ -25,7 +25,13 @@ def free_port() -> int:
 
 
 class Server:
-    def __init__(self, out: Path, env: dict[str, str], workers: int = 1) -> None:
+    def __init__(
+        self,
+        out: Path,
+        env: dict[str, str],
+        workers: int = 1,
+        app: str = "tests.server_app:app",
+    ) -> None:
         self.out = out
         self.port = free_port()
         self.log = out / f"server-{self.port}.log"
@@ -35,7 +41,7 @@ class Server:
                 sys.executable,
                 "-m",
                 "uvicorn",
-                "tests.server_app:app",
+                app,
                 "--host",
                 "127.0.0.1",
                 "--port",
@@ -87,7 +93,7 @@ class Server:
         )
 
     def output(self) -> str:
-        return self.log.read_text()
+        return self.log.read_text(errors="replace")
 
 
 @pytest.fixture
