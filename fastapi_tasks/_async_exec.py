@@ -58,10 +58,10 @@ class AsyncRunner:
     async def run(self, task: Task[..., Any]) -> None:
         """The body of the native task: account, run, route a failure. Never raises.
 
-        The common path (start, success) updates the counters here rather than through
-        :class:`~._accounting.Ledger` calls: this runs for every async task, and the two
-        method calls it saves are a fifth of the library's cost per task. Every other outcome
-        goes through the ledger.
+        The start is accounted here, mirroring :meth:`~._accounting.Ledger.start` (keep the
+        two in step), and success through :meth:`~._accounting.Ledger.succeeded`: this runs
+        for every async task, and each saved call is ~0.1 us (process time, 2 cores). Every
+        other outcome goes through :meth:`~._accounting.Ledger.finish`.
         """
         if task.state is not _PENDING:  # cancelled or given up before it could start
             return

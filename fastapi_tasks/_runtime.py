@@ -77,13 +77,10 @@ class TaskRuntime:
         self._home: Backend | None = None
         self._home_loop: object = None
         self._create_task: Callable[..., Canceller] | None = None
-        #: The short path for async tasks (``TaskScheduler.schedule`` inlines it): while work
-        #: is accepted, ``fast_loop`` is the home asyncio loop (else a marker that no loop is);
-        #: a task scheduled on it is admitted and started with
-        #: ``create_native(run(task), context=task.context)``.
-        self.fast_loop: object = _NOWHERE
-        self.create_native: Callable[..., Canceller] = _no_loop
-        self.run = self.runner.run
+        #: The short path of :meth:`submit`: while work is accepted, the home asyncio loop
+        #: (else a marker that no loop is) and its ``create_task``.
+        self._fast_loop: object = _NOWHERE
+        self._create_native: Callable[..., Canceller] = _no_loop
         self._loop_thread: int | None = None
         self._token: anyio.lowlevel.EventLoopToken | None = None
         self._foreign: weakref.WeakKeyDictionary[Any, Backend] = weakref.WeakKeyDictionary()
@@ -149,10 +146,10 @@ class TaskRuntime:
     def _set_accepting(self, accepting: bool) -> None:
         self._accepting = accepting
         if accepting and self._create_task is not None:
-            self.fast_loop = self._home_loop
-            self.create_native = self._create_task
+            self._fast_loop = self._home_loop
+            self._create_native = self._create_task
         else:
-            self.fast_loop = _NOWHERE
+            self._fast_loop = _NOWHERE
 
     @asynccontextmanager
     async def serving(self) -> AsyncIterator[None]:
@@ -281,10 +278,10 @@ class TaskRuntime:
                 loop: object = _get_running_loop()
             except RuntimeError:
                 loop = None
-            if loop is self.fast_loop:  # on the home asyncio loop, accepting
+            if loop is self._fast_loop:  # on the home asyncio loop, accepting
                 self.ledger.admit(task)
                 task._backend = self._home
-                task._runner = self.create_native(self.run(task), context=task.context)
+                task._runner = self._create_native(self.runner.run(task), context=task.context)
                 return task
         if self._loop_thread != threading.get_ident():
             return self.call_on_loop(self._submit_deferred if deferred else self.submit, task)

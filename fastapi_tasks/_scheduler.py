@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import enum
-from asyncio import get_running_loop as _get_running_loop
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
@@ -253,17 +252,7 @@ class TaskScheduler:
         """
         task: Task[..., Any] = Task(func, args, kwargs, self._config)
         runtime = self._runtime
-        if self._mode is _NOW and runtime.capture is None:
-            if task.is_async:  # the hot path, as TaskRuntime.submit() would take it
-                try:
-                    loop: object = _get_running_loop()
-                except RuntimeError:
-                    loop = None
-                if loop is runtime.fast_loop:
-                    runtime.ledger.admit(task)
-                    task._backend = runtime.home
-                    task._runner = runtime.create_native(runtime.run(task), context=task.context)
-                    return task
+        if self._mode is _NOW and runtime.capture is None:  # the common case
             runtime.submit(task)
         else:
             self._place(task)
