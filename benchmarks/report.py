@@ -90,6 +90,24 @@ def _sched_rows(transport: str, label: str) -> list[RowSpec]:
         ),
         RowSpec(
             scenario,
+            "10 async tasks per request: `Tasks` vs the ceiling below",
+            "req/s",
+            f"{group}.lib_tasks10",
+            f"{group}.ceiling10",
+            "ceiling x10",
+        ),
+        RowSpec(
+            scenario,
+            "ceiling: a dependency + `loop.create_task` per task (no accounting) vs "
+            "`BackgroundTasks`",
+            "req/s",
+            f"{group}.ceiling10",
+            f"{group}.bg10",
+            "BackgroundTasks x10",
+            shared=True,
+        ),
+        RowSpec(
+            scenario,
             "`Tasks` injected, nothing scheduled, vs bare endpoint",
             "req/s",
             f"{group}.lib_inject0",
