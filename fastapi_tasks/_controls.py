@@ -59,7 +59,12 @@ _CANCELLED = TaskState.CANCELLED
 
 class AttemptObserver(Protocol):
     """Told when each attempt of a controlled task starts and ends (in the task's context, on
-    the event loop thread). Must be quick and must not raise."""
+    the event loop thread). Must be quick and must not raise.
+
+    A task without controls has exactly one attempt, whose start and end are the
+    ``TaskObserver.started`` / ``finished`` calls of the ledger (also made in the task's
+    context for async tasks); for a controlled task those mark its first start and its final
+    outcome, around all of its attempts."""
 
     def attempt_started(self, task: Task[..., Any], attempt: int) -> None: ...
 
