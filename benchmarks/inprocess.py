@@ -164,6 +164,10 @@ async def ceiling_scheduler() -> Ceiling:
     return CEILING
 
 
+async def ceiling0(tasks: Annotated[Ceiling, Depends(ceiling_scheduler)]) -> None:
+    return None
+
+
 async def ceiling10(tasks: Annotated[Ceiling, Depends(ceiling_scheduler)]) -> None:
     for _ in range(10):
         tasks.schedule(noop)
