@@ -52,6 +52,9 @@ class TaskStats:
     rejected: int
     discarded: int
     deferred: int
+    #: Ticks of periodic tasks (``every()``) that started no run: the previous run was still
+    #: going (or the event loop was late). Outside ``scheduled``.
+    skipped: int
     #: Durable jobs handed to the queue (``tasks.durable``), and enqueues that failed.
     enqueued: int
     enqueue_failed: int
@@ -79,6 +82,7 @@ class Counters:
         "failed",
         "rejected",
         "scheduled",
+        "skipped",
         "started",
         "succeeded",
         "waiting",
@@ -97,6 +101,7 @@ class Counters:
         self.rejected = 0
         self.discarded = 0
         self.deferred = 0
+        self.skipped = 0
         self.enqueued = 0
         self.enqueue_failed = 0
 
@@ -127,6 +132,7 @@ class Counters:
             rejected=self.rejected,
             discarded=self.discarded,
             deferred=self.deferred,
+            skipped=self.skipped,
             enqueued=self.enqueued,
             enqueue_failed=self.enqueue_failed,
         )

@@ -17,6 +17,7 @@ def test_all_lists_the_public_api() -> None:
         "FastAPITasksShutdownError",
         "FastAPITasksTimeoutError",
         "FastAPITasksUninitializedAppError",
+        "PeriodicTask",
         "Task",
         "TaskConfig",
         "TaskScheduler",

@@ -37,6 +37,7 @@ FIELDS = [
     "rejected",
     "discarded",
     "deferred",
+    "skipped",
     "enqueued",
     "enqueue_failed",
 ]
