@@ -36,7 +36,10 @@ if TYPE_CHECKING:
     from ._scheduler import TaskScheduler
     from ._task import Task
 
-__all__ = ["PeriodicTask", "check_interval", "start_periodic", "stop_periodic"]
+__all__ = ["PeriodicTask", "check_interval", "periodic_runs", "start_periodic", "stop_periodic"]
+
+#: Runs of periodic tasks (tracing starts a new trace for each, linked to the ``every()`` call).
+periodic_runs: weakref.WeakSet[Task[..., Any]] = weakref.WeakSet()
 
 #: The schedules running on each runtime (stopped and forgotten at shutdown).
 _schedules: weakref.WeakKeyDictionary[TaskRuntime, set[PeriodicTask]] = weakref.WeakKeyDictionary()
@@ -207,7 +210,7 @@ class PeriodicTask:
             self._skip(1)
             return True
         try:
-            self.last = self._scheduler.schedule(self._func, *self._args, **self._kwargs)
+            self.last = run = self._scheduler.schedule(self._func, *self._args, **self._kwargs)
         except FastAPITasksShutdownError:
             return False
         except Exception as exc:  # noqa: BLE001 - e.g. max_pending reached: this tick is lost
@@ -218,6 +221,7 @@ class PeriodicTask:
                 exc,
             )
             return True
+        periodic_runs.add(run)
         self.runs += 1
         return True
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 import enum
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from ._durable import DurableBackend
     from ._stats import TaskStats
 
-__all__ = ["Mode", "RequestQueues", "ResponseIncomplete", "TaskScheduler"]
+__all__ = ["Mode", "RequestQueues", "ResponseIncomplete", "TaskScheduler", "deferred_timing"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -38,6 +39,10 @@ class Mode(enum.IntEnum):
 
 _NOW = Mode.NOW  # a global lookup on the schedule() hot path
 _MODE_LABEL = {Mode.AFTER_ROUTE: "after-route", Mode.AFTER_RESPONSE: "after-response"}
+
+#: The timing mode of deferred tasks (``Mode.label``), recorded only while an observer is
+#: installed (``fastapi_tasks.opentelemetry`` reads it); other tasks are ``"now"``.
+deferred_timing: weakref.WeakKeyDictionary[Task[..., Any], str] = weakref.WeakKeyDictionary()
 
 
 class RequestQueues:
@@ -81,6 +86,8 @@ class RequestQueues:
         is not: a deferred task waits for its moment, not for capacity."""
         runtime = self.runtime
         runtime.check_admission()
+        if runtime.observer is not None:  # metrics or tracing: tell them the timing mode
+            deferred_timing[task] = mode.label
         if self.route_done if mode is Mode.AFTER_ROUTE else self.response_done:
             if self.raised is None:
                 runtime.submit(task, deferred=True)  # its moment has passed: start it now

@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 if TYPE_CHECKING:
     from ._task import Task, TaskState
 
-__all__ = ["Counters", "RuntimeState", "TaskObserver", "TaskStats"]
+__all__ = [
+    "Counters",
+    "RuntimeState",
+    "TaskObserver",
+    "TaskStats",
+    "add_observer",
+    "iter_observers",
+]
 
 RuntimeState = Literal["idle", "starting", "running", "draining", "stopped"]
 
@@ -148,3 +155,50 @@ class TaskObserver(Protocol):
     def started(self, task: Task[..., Any]) -> None: ...
     def finished(self, task: Task[..., Any], state: TaskState, was_running: bool) -> None: ...
     def refused(self, outcome: Literal["rejected", "discarded"], count: int) -> None: ...
+
+
+class _Observers:
+    """Several observers (Prometheus and tracing), each told about every event in turn."""
+
+    __slots__ = ("observers",)
+
+    def __init__(self, observers: tuple[TaskObserver, ...]) -> None:
+        self.observers = observers
+
+    def scheduled(self, task: Task[..., Any]) -> None:
+        for observer in self.observers:
+            observer.scheduled(task)
+
+    def started(self, task: Task[..., Any]) -> None:
+        for observer in self.observers:
+            observer.started(task)
+
+    def finished(self, task: Task[..., Any], state: TaskState, was_running: bool) -> None:
+        for observer in self.observers:
+            observer.finished(task, state, was_running)
+
+    def refused(self, outcome: Literal["rejected", "discarded"], count: int) -> None:
+        for observer in self.observers:
+            observer.refused(outcome, count)
+
+    def enqueue_done(self, ok: bool) -> None:
+        for observer in self.observers:
+            enqueue_done = getattr(observer, "enqueue_done", None)
+            if enqueue_done is not None:
+                enqueue_done(ok)
+
+
+def iter_observers(observer: TaskObserver | None) -> tuple[TaskObserver, ...]:
+    """The observers installed (``runtime.observer`` may hold several)."""
+    if observer is None:
+        return ()
+    if isinstance(observer, _Observers):
+        return observer.observers
+    return (observer,)
+
+
+def add_observer(current: TaskObserver | None, new: TaskObserver) -> TaskObserver:
+    """What to install as ``runtime.observer`` so that ``new`` is told too."""
+    if current is None:
+        return new
+    return _Observers((*iter_observers(current), new))
