@@ -7,6 +7,7 @@ from ._config import TaskConfig as TaskConfig
 from ._dependencies import Tasks as Tasks
 from ._lifespan import add_tasks as add_tasks
 from ._periodic import PeriodicTask as PeriodicTask
+from ._retry import Retry as Retry
 from ._scheduler import TaskScheduler as TaskScheduler
 from ._stats import TaskStats as TaskStats
 from ._task import Task as Task
@@ -14,8 +15,10 @@ from ._task import TaskState as TaskState
 from ._types import AnyTask as AnyTask
 from .errors import FastAPITasksAlreadyAddedError as FastAPITasksAlreadyAddedError
 from .errors import FastAPITasksAppStartedError as FastAPITasksAppStartedError
+from .errors import FastAPITasksCancelledError as FastAPITasksCancelledError
 from .errors import FastAPITasksError as FastAPITasksError
 from .errors import FastAPITasksNoRequestError as FastAPITasksNoRequestError
+from .errors import FastAPITasksNotFinishedError as FastAPITasksNotFinishedError
 from .errors import FastAPITasksQueueFullError as FastAPITasksQueueFullError
 from .errors import FastAPITasksShutdownError as FastAPITasksShutdownError
 from .errors import FastAPITasksTimeoutError as FastAPITasksTimeoutError
@@ -28,13 +31,16 @@ __all__ = [
     "ErrorHandler",
     "FastAPITasksAlreadyAddedError",
     "FastAPITasksAppStartedError",
+    "FastAPITasksCancelledError",
     "FastAPITasksError",
     "FastAPITasksNoRequestError",
+    "FastAPITasksNotFinishedError",
     "FastAPITasksQueueFullError",
     "FastAPITasksShutdownError",
     "FastAPITasksTimeoutError",
     "FastAPITasksUninitializedAppError",
     "PeriodicTask",
+    "Retry",
     "Task",
     "TaskConfig",
     "TaskScheduler",

@@ -78,7 +78,7 @@ class AsyncRunner:
             if ledger.observer is not None:
                 ledger.observer.started(task)
             try:
-                await task.func(*task.args, **task.kwargs)
+                task._result = await task.func(*task.args, **task.kwargs)
             except cancelled_exc:
                 ledger.finish(task, _CANCELLED)
             except BaseException as exc:  # noqa: BLE001 - contained: logged and handled

@@ -32,6 +32,8 @@ class Backend(Protocol):
     cancelled_exc: type[BaseException]
     #: ``spawn()`` returns the canceller (asyncio); else the task sets its own (trio).
     cancels_natively: bool
+    #: Set by the runtime that uses this backend: what ``Task.cancel()`` goes through.
+    owner: Any
 
     def spawn(
         self, async_fn: Callable[..., Coroutine[Any, Any, None]], *args: Any, context: Context
@@ -45,13 +47,14 @@ class Backend(Protocol):
 
 
 class AsyncioBackend:
-    __slots__ = ("_create_task", "cancelled_exc", "cancels_natively", "loop")
+    __slots__ = ("_create_task", "cancelled_exc", "cancels_natively", "loop", "owner")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self._create_task = loop.create_task
         self.cancelled_exc: type[BaseException] = asyncio.CancelledError
         self.cancels_natively = True
+        self.owner: Any = None
 
     if sys.version_info >= (3, 11):
 
@@ -91,7 +94,7 @@ class AsyncioBackend:
 
 
 class TrioBackend:
-    __slots__ = ("cancelled_exc", "cancels_natively", "token")
+    __slots__ = ("cancelled_exc", "cancels_natively", "owner", "token")
 
     def __init__(self) -> None:
         import trio
@@ -100,6 +103,7 @@ class TrioBackend:
         self.token = trio.lowlevel.current_trio_token()
         self.cancelled_exc: type[BaseException] = trio.Cancelled
         self.cancels_natively = False
+        self.owner: Any = None
 
     def spawn(
         self, async_fn: Callable[..., Coroutine[Any, Any, None]], *args: Any, context: Context

@@ -5,10 +5,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import inspect
+import math
 import weakref
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
+
+from ._retry import Retry
 
 if TYPE_CHECKING:
     from ._task import Task
@@ -72,13 +75,24 @@ class TaskConfig:
         qualified name).
     :param shield: when true the task is protected from cancellation at shutdown and is drained
         (runs to completion) before the application's own lifespan teardown.
-    :param on_error: called as ``on_error(task, error)`` when the task raises an ``Exception``.
+    :param on_error: called as ``on_error(task, error)`` when the task raises an ``Exception``
+        (after its last attempt, with ``retry``).
+    :param timeout: seconds each attempt may run; one still running then ends ``failed`` with
+        ``FastAPITasksTimeoutError`` (an async one is cancelled; a sync one's thread is left to
+        finish on its own). ``math.inf`` lifts a timeout set in the global config.
+    :param retry: a :class:`~fastapi_tasks.Retry` policy: run a failing task again.
+    :param limit: at most this many tasks of this name (see ``name``) run at once; the others
+        wait, in the order they were scheduled, as ``pending``.
     :raises TypeError: if a field has the wrong type.
+    :raises ValueError: if ``timeout`` or ``limit`` is out of range.
     """
 
     name: str | None = None
     shield: bool | None = None
     on_error: ErrorHandler | None = None
+    timeout: float | None = None
+    retry: Retry | None = None
+    limit: int | None = None
 
     def __post_init__(self) -> None:
         if self.name is not None and not isinstance(self.name, str):
@@ -91,6 +105,40 @@ class TaskConfig:
             )
         if self.on_error is not None:
             check_handler(self.on_error)
+        timeout = self.timeout
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+                raise TypeError(
+                    f"TaskConfig.timeout must be a number of seconds or None, not "
+                    f"{type(timeout).__name__}"
+                )
+            if not timeout > 0:  # also refuses NaN
+                raise ValueError(f"TaskConfig.timeout must be > 0 seconds, got {timeout}")
+        if self.retry is not None and not isinstance(self.retry, Retry):
+            raise TypeError(
+                f"TaskConfig.retry must be a fastapi_tasks.Retry or None, not "
+                f"{type(self.retry).__name__}"
+            )
+        limit = self.limit
+        if limit is not None:
+            if isinstance(limit, bool) or not isinstance(limit, int):
+                raise TypeError(
+                    f"TaskConfig.limit must be an int or None, not {type(limit).__name__}"
+                )
+            if limit < 1:
+                raise ValueError(f"TaskConfig.limit must be >= 1, got {limit}")
+        # Read by TaskRuntime.submit() for every task: tasks without controls take the short
+        # path and pay nothing for them (see _controls).
+        object.__setattr__(
+            self,
+            "controlled",
+            (timeout is not None and timeout != math.inf)
+            or self.retry is not None
+            or limit is not None,
+        )
+
+    #: Whether a timeout, retry policy or limit applies (set by ``__post_init__``).
+    controlled: bool = field(init=False, repr=False, compare=False, default=False)
 
     @property
     def shielded(self) -> bool:
@@ -108,4 +156,7 @@ class TaskConfig:
             name=self.name if override.name is None else override.name,
             shield=self.shield if override.shield is None else override.shield,
             on_error=self.on_error if override.on_error is None else override.on_error,
+            timeout=self.timeout if override.timeout is None else override.timeout,
+            retry=self.retry if override.retry is None else override.retry,
+            limit=self.limit if override.limit is None else override.limit,
         )

@@ -44,6 +44,7 @@ def add_tasks(
     thread_limit: int = 40,
     max_pending: int | None = None,
     shutdown_timeout: float | None = None,
+    async_limit: int | None = None,
 ) -> None:
     """Wire a task runtime into ``app`` so endpoints can use the ``Tasks`` dependency.
 
@@ -54,9 +55,12 @@ def add_tasks(
     :param thread_limit: threads the runtime may use for plain ``def`` tasks. These are the
         runtime's own; FastAPI's threads for ``def`` endpoints are not used.
     :param max_pending: when set, ``schedule()`` raises ``FastAPITasksQueueFullError`` while this
-        many tasks are waiting to start.
+        many tasks are waiting to start (for a thread, or for a slot of a concurrency limit).
     :param shutdown_timeout: seconds the shutdown drain may take; ``None`` waits for shielded
         tasks as long as they run. At the deadline the remaining tasks are abandoned and logged.
+    :param async_limit: when set, at most this many ``async def`` tasks run at once; the others
+        wait in the order they were scheduled, as ``pending`` (the counterpart of
+        ``thread_limit``; ``None``, the default, does not bound them).
     :raises TypeError: for arguments of the wrong type.
     :raises ValueError: for out-of-range numbers.
     :raises FastAPITasksAlreadyAddedError: if called twice on the same app.
@@ -68,6 +72,8 @@ def add_tasks(
     _check_count("thread_limit", thread_limit, minimum=1)
     if max_pending is not None:
         _check_count("max_pending", max_pending, minimum=1)
+    if async_limit is not None:
+        _check_count("async_limit", async_limit, minimum=1)
     if shutdown_timeout is not None:
         if isinstance(shutdown_timeout, bool) or not isinstance(shutdown_timeout, (int, float)):
             raise TypeError(
@@ -82,7 +88,10 @@ def add_tasks(
         )
 
     runtime = TaskRuntime(
-        config=config or TaskConfig(), thread_limit=thread_limit, max_pending=max_pending
+        config=config or TaskConfig(),
+        thread_limit=thread_limit,
+        max_pending=max_pending,
+        async_limit=async_limit,
     )
     try:
         app.add_middleware(TasksMiddleware, runtime=runtime)

@@ -32,6 +32,7 @@ from ._accounting import Ledger
 from ._async_exec import AsyncRunner
 from ._backend import Backend, Canceller, backend_for_running_loop
 from ._config import TaskConfig
+from ._controls import Controls
 from ._log import logger
 from ._stats import Counters, RuntimeState, TaskObserver, TaskStats
 from ._task import Task, TaskState
@@ -65,6 +66,7 @@ class TaskRuntime:
         config: TaskConfig,
         thread_limit: int,
         max_pending: int | None = None,
+        async_limit: int | None = None,
     ) -> None:
         self.config = config
         self.thread_limit = thread_limit
@@ -88,6 +90,8 @@ class TaskRuntime:
         self.capture: Callable[[Task[..., Any], str], None] | None = None
         #: Set by ``fastapi_tasks.taskiq.add_durable_broker``: the queue ``tasks.durable`` uses.
         self.durable: DurableBackend | None = None
+        #: Timeouts, retries, limits and ``Task.cancel()`` (see ``_controls``).
+        self.controls = Controls(self, async_limit)
 
     # ---------------------------------------------------------------- shortcuts
     @property
@@ -133,9 +137,13 @@ class TaskRuntime:
         self.threads.reset()
         self.runner.limiter = self.threads.limiter
         self._home = backend_for_running_loop()
+        self._home.owner = self.controls
+        self.controls.reset()
         self._home_loop = getattr(self._home, "loop", None)
         self._create_task = getattr(self._home_loop, "create_task", None)
         if sys.version_info < (3, 11):  # pragma: no cover - no context= parameter there
+            self._create_task = None
+        if self.controls.async_limit is not None:  # every async task takes the controlled path
             self._create_task = None
         self._foreign = weakref.WeakKeyDictionary()
         self._token = anyio.lowlevel.current_token()
@@ -244,6 +252,7 @@ class TaskRuntime:
         known = self._foreign.get(loop)
         if known is None:
             self._foreign[loop] = known = backend
+            backend.owner = self.controls
         return known
 
     # ---------------------------------------------------------------- admission
@@ -273,6 +282,8 @@ class TaskRuntime:
             thread and this one would wait too.
         :raises FastAPITasksUninitializedAppError: if the lifespan has not started.
         """
+        if task.config.controlled:  # timeout, retry or limit: the controlled path
+            return self.controls.submit(task, deferred)
         if task.is_async:
             try:
                 loop: object = _get_running_loop()
@@ -294,6 +305,8 @@ class TaskRuntime:
         home = self._home
         backend = home if loop is self._home_loop and home is not None else self._backend_here()
         if task.is_async:
+            if self.controls.async_limit is not None:  # add_tasks(async_limit=N)
+                return self.controls.submit(task, deferred)
             self.ledger.admit(task)
             self.runner.spawn(task, backend)
             return task

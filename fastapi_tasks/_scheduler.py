@@ -12,7 +12,11 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 from ._config import ErrorHandler, TaskConfig
 from ._durable import DurableScheduler
 from ._log import logger
+<<<<<<< HEAD
 from ._periodic import PeriodicTask, start_periodic
+=======
+from ._retry import Retry
+>>>>>>> issue14-controls
 from ._runtime import TaskRuntime
 from ._task import Task, TaskState
 from .errors import FastAPITasksNoRequestError, FastAPITasksShutdownError
@@ -38,6 +42,7 @@ class Mode(enum.IntEnum):
 
 
 _NOW = Mode.NOW  # a global lookup on the schedule() hot path
+_PENDING = TaskState.PENDING
 _MODE_LABEL = {Mode.AFTER_ROUTE: "after-route", Mode.AFTER_RESPONSE: "after-response"}
 
 #: The timing mode of deferred tasks (``Mode.label``), recorded only while an observer is
@@ -146,7 +151,10 @@ class RequestQueues:
             self._drop(mode, tasks, FastAPITasksShutdownError())
             return
         for task in tasks:
-            runtime.submit(task, deferred=True)
+            if task.state is _PENDING:
+                runtime.submit(task, deferred=True)
+            else:  # task.cancel() before its moment
+                runtime.count_refused("discarded")
 
     def _discard(self, mode: Mode, reason: BaseException) -> None:
         self._drop(mode, self._take(mode), reason)
@@ -284,12 +292,19 @@ class TaskScheduler:
         name: str | None = None,
         shield: bool | None = None,
         on_error: ErrorHandler | None = None,
+        timeout: float | None = None,
+        retry: Retry | None = None,
+        limit: int | None = None,
     ) -> TaskScheduler:
         """A scheduler of the same timing whose tasks get these settings; ``None`` inherits.
+        See :class:`TaskConfig` for each setting (``limit`` bounds the tasks of ``name``).
 
         :raises TypeError: if a setting has the wrong type.
+        :raises ValueError: if ``timeout`` or ``limit`` is out of range.
         """
-        override = TaskConfig(name=name, shield=shield, on_error=on_error)
+        override = TaskConfig(
+            name=name, shield=shield, on_error=on_error, timeout=timeout, retry=retry, limit=limit
+        )
         return TaskScheduler._create(
             self._runtime, self._config.merge(override), self._queues, self._mode
         )

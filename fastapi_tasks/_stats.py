@@ -47,8 +47,9 @@ class TaskStats:
     #: Admitted and not started yet: async tasks about to take their first step on the event
     #: loop, and sync tasks waiting for a thread (``waiting``).
     pending: int
-    #: Of ``pending``: tasks waiting for capacity, i.e. sync tasks queued because all
-    #: ``thread_limit`` threads are busy. ``max_pending`` bounds this backlog.
+    #: Of ``pending``: tasks waiting for capacity: sync tasks queued because all
+    #: ``thread_limit`` threads are busy, and tasks waiting for a slot of a concurrency limit
+    #: (``async_limit``, ``TaskConfig.limit``). ``max_pending`` bounds this backlog.
     waiting: int
     running: int
     succeeded: int
@@ -56,6 +57,9 @@ class TaskStats:
     cancelled: int
     #: Of ``cancelled``: tasks given up at the shutdown deadline or abandoned in their thread.
     abandoned: int
+    #: Extra attempts made by tasks with a ``retry`` policy (a task retried twice counts 2; it
+    #: still counts once in ``scheduled`` and once in its final outcome).
+    retried: int
     rejected: int
     discarded: int
     deferred: int
@@ -88,6 +92,7 @@ class Counters:
         "enqueued",
         "failed",
         "rejected",
+        "retried",
         "scheduled",
         "skipped",
         "started",
@@ -105,6 +110,7 @@ class Counters:
         self.failed = 0
         self.cancelled = 0
         self.abandoned = 0
+        self.retried = 0
         self.rejected = 0
         self.discarded = 0
         self.deferred = 0
@@ -136,6 +142,7 @@ class Counters:
             failed=self.failed,
             cancelled=self.cancelled,
             abandoned=self.abandoned,
+            retried=self.retried,
             rejected=self.rejected,
             discarded=self.discarded,
             deferred=self.deferred,

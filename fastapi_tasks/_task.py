@@ -13,6 +13,11 @@ import anyio.to_thread
 
 from ._callables import callable_name, inspect_call
 from ._config import TaskConfig
+from .errors import (
+    FastAPITasksCancelledError,
+    FastAPITasksNotFinishedError,
+    FastAPITasksTimeoutError,
+)
 
 if TYPE_CHECKING:
     from anyio import CapacityLimiter
@@ -61,9 +66,11 @@ class Task(Generic[P, T]):
     __slots__ = (
         "__weakref__",
         "_abandoned_at",
+        "_attempts",
         "_backend",
         "_done",
         "_limiter",
+        "_result",
         "_runner",
         "_started",
         "_thread_state",
@@ -92,6 +99,9 @@ class Task(Generic[P, T]):
     is_async: bool
     #: ``time.monotonic()`` when the task started, or ``None`` if it has not started.
     started_at: float | None
+    # Set only when there is something to record (not in __init__: the short path stays short).
+    _result: Any
+    _attempts: int
 
     def __init__(
         self,
@@ -155,16 +165,86 @@ class Task(Generic[P, T]):
         """Whether the task has finished (succeeded, failed or was cancelled)."""
         return self.state in _FINAL
 
-    async def wait(self) -> None:
+    async def wait(self, timeout: float | None = None) -> None:
         """Wait until the task has finished, including its error handler if it failed.
 
-        Returns normally whatever the outcome; look at :attr:`state` and :attr:`error`.
+        Returns normally whatever the outcome; look at :attr:`state` and :attr:`error`, or
+        call :meth:`result`. Giving up after ``timeout`` seconds does not cancel the task.
+
+        :raises FastAPITasksTimeoutError: if the task is still unfinished after ``timeout``
+            seconds.
+        :raises TypeError: if ``timeout`` is not a number.
+        :raises ValueError: if ``timeout`` is negative.
         """
+        if timeout is not None:
+            if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+                raise TypeError(
+                    f"timeout must be a number of seconds or None, not {type(timeout).__name__}"
+                )
+            if not timeout >= 0:  # also refuses NaN
+                raise ValueError(f"timeout must be >= 0, got {timeout}")
         if self.state in _FINAL:
             return
         if self._done is None:
             self._done = anyio.Event()
-        await self._done.wait()
+        if timeout is None:
+            await self._done.wait()
+            return
+        with anyio.move_on_after(timeout):
+            await self._done.wait()
+        if self.state not in _FINAL:
+            raise FastAPITasksTimeoutError(
+                f"task {self.name!r} was still {self.state.value} after waiting {timeout:g}s"
+            )
+
+    # -- outcome and control (the controlled run path is in _controls) ------------------------
+    @property
+    def attempts(self) -> int:
+        """How many times the function has started: 0 before it starts, 1 without ``retry``,
+        up to ``Retry.attempts`` with it."""
+        attempts: int | None = getattr(self, "_attempts", None)
+        if attempts is not None:
+            return attempts
+        return 0 if self.started_at is None else 1
+
+    def result(self) -> T:
+        """The function's return value, once the task has succeeded.
+
+        :raises Exception: the task's own exception, if it failed (its last one, with
+            ``retry``; ``FastAPITasksTimeoutError`` if it ran out of time).
+        :raises FastAPITasksCancelledError: if the task was cancelled.
+        :raises FastAPITasksNotFinishedError: if the task has not finished yet.
+        """
+        state = self.state
+        if state is TaskState.SUCCEEDED:
+            return cast("T", getattr(self, "_result", None))
+        if state is TaskState.FAILED and self.error is not None:
+            raise self.error
+        if state is TaskState.CANCELLED:
+            raise FastAPITasksCancelledError(f"task {self.name!r} was cancelled: no result")
+        raise FastAPITasksNotFinishedError(
+            f"task {self.name!r} is still {state.value}: await task.wait() before result()"
+        )
+
+    def cancel(self) -> bool:
+        """Cancel the task, shielded or not; ``False`` if it had already finished.
+
+        A pending task ends ``cancelled`` at once and never starts (an after-route or
+        after-response task not released yet is dropped and counted as discarded). A running
+        async task is cancelled at its next ``await`` and ends ``cancelled`` when it has
+        unwound (unless it suppresses the cancellation). A running sync task cannot be
+        interrupted: it is marked ``cancelled`` at once and its thread finishes on its own
+        (it can see the cancellation through ``anyio.from_thread.check_cancelled()``).
+        Safe from any thread of the application.
+        """
+        if self.state in _FINAL:
+            return False
+        backend = self._backend
+        if backend is None:  # not admitted yet: deferred to after the route/response, captured
+            self._mark_finished(TaskState.CANCELLED)
+            return True
+        cancelled: bool = backend.owner.cancel_task(self)
+        return cancelled
 
     def _mark_finished(self, state: TaskState, error: BaseException | None = None) -> None:
         self.state = state

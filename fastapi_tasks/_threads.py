@@ -89,7 +89,7 @@ class ThreadPool:
             else:
                 dropped.append(task)
         self.backlog = kept
-        self.ledger.counters.waiting = len(kept)
+        self.ledger.counters.waiting -= len(dropped)  # controlled tasks may wait too
         for task in dropped:
             self.ledger.finish(task, _CANCELLED)
         return dropped
@@ -172,6 +172,8 @@ class ThreadPool:
                     f"{callable_name(task.func)} returned an awaitable; declare it 'async def' "
                     "so that it runs on the event loop"
                 )
+            else:
+                task._result = result
         except BaseException as exc:  # noqa: BLE001 - contained and reported below
             error = exc
         task.error = error

@@ -17,9 +17,14 @@ all. Each one also derives from the closest builtin, so code that already catche
     ├── FastAPITasksShutdownError (RuntimeError)
     │       schedule() after shutdown began
     ├── FastAPITasksQueueFullError (RuntimeError)
-    │       schedule() while max_pending sync tasks wait for a thread
+    │       schedule() while max_pending tasks wait for a thread or a limit slot
+    ├── FastAPITasksCancelledError (RuntimeError)
+    │       task.result() of a task that was cancelled
+    ├── FastAPITasksNotFinishedError (RuntimeError)
+    │       task.result() of a task that has not finished
     └── FastAPITasksTimeoutError (TimeoutError)
-            a testing helper gave up waiting
+            a task or a helper ran out of time: a task past its timeout (its error, which
+            on_error receives), task.wait(timeout=...), a testing helper that gave up waiting
 
 Arguments of the wrong type or out of range raise the builtin ``TypeError`` / ``ValueError``,
 as everywhere in Python; each message says which argument and what was expected.
@@ -30,8 +35,10 @@ from __future__ import annotations
 __all__ = [
     "FastAPITasksAlreadyAddedError",
     "FastAPITasksAppStartedError",
+    "FastAPITasksCancelledError",
     "FastAPITasksError",
     "FastAPITasksNoRequestError",
+    "FastAPITasksNotFinishedError",
     "FastAPITasksQueueFullError",
     "FastAPITasksShutdownError",
     "FastAPITasksTimeoutError",
@@ -71,5 +78,17 @@ class FastAPITasksQueueFullError(FastAPITasksError, RuntimeError):
     """A task was scheduled while ``max_pending`` tasks were already waiting to start."""
 
 
+class FastAPITasksCancelledError(FastAPITasksError, RuntimeError):
+    """``task.result()`` was called on a task that was cancelled (by ``task.cancel()``, at
+    shutdown, or dropped with its request): it has no result."""
+
+
+class FastAPITasksNotFinishedError(FastAPITasksError, RuntimeError):
+    """``task.result()`` was called on a task that is still pending or running: ``await
+    task.wait()`` first."""
+
+
 class FastAPITasksTimeoutError(FastAPITasksError, TimeoutError):
-    """A testing helper gave up waiting for tasks to finish."""
+    """A task or a helper ran out of time: a task still running at its ``timeout`` ends
+    ``failed`` with this error; ``task.wait(timeout=...)`` and the testing helpers raise it when
+    they give up waiting."""

@@ -34,6 +34,7 @@ FIELDS = [
     "failed",
     "cancelled",
     "abandoned",
+    "retried",
     "rejected",
     "discarded",
     "deferred",
