@@ -12,11 +12,8 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 from ._config import ErrorHandler, TaskConfig
 from ._durable import DurableScheduler
 from ._log import logger
-<<<<<<< HEAD
 from ._periodic import PeriodicTask, start_periodic
-=======
 from ._retry import Retry
->>>>>>> issue14-controls
 from ._runtime import TaskRuntime
 from ._task import Task, TaskState
 from .errors import FastAPITasksNoRequestError, FastAPITasksShutdownError
