@@ -27,9 +27,11 @@ changed at all.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from typing import TYPE_CHECKING, Any, Literal
 
+import anyio
 from fastapi import FastAPI
 
 try:
@@ -44,6 +46,7 @@ except ImportError as exc:  # pragma: no cover - exercised in a subprocess witho
 
 from . import __version__
 from ._callables import callable_name
+from ._controls import ControlledRun
 from ._lifespan import get_runtime
 from ._periodic import periodic_runs
 from ._scheduler import deferred_timing
@@ -52,6 +55,8 @@ from ._task import TaskState
 from .errors import FastAPITasksAlreadyAddedError
 
 if TYPE_CHECKING:
+    from contextvars import Token
+
     from opentelemetry.trace import Span, Tracer, TracerProvider
 
     from ._task import Task
@@ -69,8 +74,12 @@ class TaskTracer:
         self.tracer = tracer
         #: When each live task was admitted (``time.monotonic()``).
         self._admitted: dict[Task[..., Any], float] = {}
-        #: The span of each task running now.
+        #: The span of each task running now (of its current attempt, with a retry policy).
         self._spans: dict[Task[..., Any], Span] = {}
+        #: For controlled tasks (timeout, retry, limit): the token that made the attempt's
+        #: span current, detached when the attempt ends so that the next attempt's span is a
+        #: sibling, not a child.
+        self._tokens: dict[Task[..., Any], Token[otel_context.Context]] = {}
 
     # -- spans ----------------------------------------------------------------------------------
     def _begin(self, task: Task[..., Any], attempt: int) -> None:
@@ -103,7 +112,9 @@ class TaskTracer:
                 },
             )
             self._spans[task] = span
-            otel_context.attach(trace.set_span_in_context(span))
+            token = otel_context.attach(trace.set_span_in_context(span))
+            if isinstance(task._runner, ControlledRun):
+                self._tokens[task] = token
         except Exception:  # noqa: BLE001 - tracing must never break a task  # pragma: no cover
             pass
 
@@ -122,6 +133,8 @@ class TaskTracer:
         self._admitted[task] = time.monotonic()
 
     def started(self, task: Task[..., Any]) -> None:
+        if isinstance(task._runner, ControlledRun):  # each attempt is traced (see below)
+            return
         if task.is_async:  # called in the task's own native task, in its context
             self._begin(task, 1)
         else:  # called by the thread pool's carrier: the thread runs in task.context
@@ -134,6 +147,25 @@ class TaskTracer:
 
     def refused(self, outcome: Literal["rejected", "discarded"], count: int) -> None:
         pass
+
+    # -- AttemptObserver (controlled tasks: timeout, retry, limit) --------------------------------
+    def attempt_started(self, task: Task[..., Any], attempt: int) -> None:
+        self._begin(task, attempt)
+
+    def attempt_finished(
+        self, task: Task[..., Any], attempt: int, error: BaseException | None
+    ) -> None:
+        token = self._tokens.pop(task, None)
+        if token is not None:
+            with contextlib.suppress(Exception):  # ended in another context: nothing to undo
+                otel_context.detach(token)
+        if error is None:
+            outcome = "succeeded"
+        elif isinstance(error, anyio.get_cancelled_exc_class()):
+            outcome = "cancelled"
+        else:
+            outcome = "failed"
+        self._end(task, outcome, error)
 
 
 def instrument(app: FastAPI, tracer_provider: TracerProvider | None = None) -> TaskTracer:
@@ -159,4 +191,5 @@ def instrument(app: FastAPI, tracer_provider: TracerProvider | None = None) -> T
     tracer = trace.get_tracer("fastapi_tasks", __version__, tracer_provider=tracer_provider)
     task_tracer = TaskTracer(tracer)
     runtime.observer = add_observer(runtime.observer, task_tracer)
+    runtime.controls.attempt_observer = task_tracer
     return task_tracer

@@ -28,6 +28,7 @@ from prometheus_client import CollectorRegistry
 from fastapi_tasks import (
     FastAPITasksAlreadyAddedError,
     FastAPITasksUninitializedAppError,
+    Retry,
     Task,
     Tasks,
     TaskState,
@@ -228,6 +229,63 @@ def native_telemetry_app(provider: TracerProvider) -> FastAPI:
     if "telemetry" not in inspect.signature(FastAPI).parameters:
         pytest.skip("this FastAPI has no native telemetry (FastAPI(telemetry=...))")
     return FastAPI(telemetry={"tracer_provider": provider})  # type: ignore[call-arg,unused-ignore]
+
+
+async def test_each_attempt_of_a_retried_task_is_a_span_of_its_own(
+    make_app: Any, provider: TracerProvider, exporter: InMemorySpanExporter
+) -> None:
+    app = make_app()
+    instrument(app, tracer_provider=provider)
+    tracer = provider.get_tracer("test")
+    calls = {"async": 0, "sync": 0}
+
+    async def flaky() -> None:
+        calls["async"] += 1
+        with tracer.start_as_current_span("inside-async"):
+            pass
+        if calls["async"] < 3:
+            raise ConnectionError("try again")
+
+    def flaky_sync() -> None:
+        calls["sync"] += 1
+        with tracer.start_as_current_span("inside-sync"):  # in a worker thread
+            pass
+        if calls["sync"] < 2:
+            raise ConnectionError("try again")
+
+    @app.post("/")
+    async def endpoint(tasks: Tasks) -> None:
+        with tracer.start_as_current_span("request"):
+            retried = tasks.task(retry=Retry(attempts=3, backoff=0, jitter=False))
+            retried.task(name="async").schedule(flaky)
+            retried.task(name="sync").schedule(flaky_sync)
+            tasks.task(name="slow", timeout=0.01).schedule(anyio.sleep_forever)
+
+    async with serve(app) as client:
+        await client.post("/")
+        await wait_for_tasks(app)
+    request = only(exporter, "request")
+    for name, outcomes in (
+        ("async", ["failed", "failed", "succeeded"]),
+        ("sync", ["failed", "succeeded"]),
+    ):
+        spans = sorted(
+            spans_named(exporter, name),
+            key=lambda span: (span.attributes or {})["fastapi_tasks.task.attempt"],
+        )
+        assert [(s.attributes or {})["fastapi_tasks.task.outcome"] for s in spans] == outcomes
+        assert [(s.attributes or {})["fastapi_tasks.task.attempt"] for s in spans] == list(
+            range(1, len(outcomes) + 1)
+        )
+        assert all(parent_of(span) == request.context.span_id for span in spans)  # siblings
+        assert [s.status.status_code for s in spans[:-1]] == [StatusCode.ERROR] * (len(spans) - 1)
+        inner = spans_named(exporter, f"inside-{name}")
+        assert sorted(parent_of(span) or 0 for span in inner) == sorted(
+            span.context.span_id for span in spans
+        )
+    slow = only(exporter, "slow")
+    assert (slow.attributes or {})["fastapi_tasks.task.outcome"] == "failed"
+    assert slow.status.description == "FastAPITasksTimeoutError"
 
 
 @pytest.mark.parametrize("server_spans", ["middleware", "fastapi-telemetry"])
