@@ -6,12 +6,12 @@ pytest.importorskip(
     "opentelemetry.sdk", reason="needs the opentelemetry extra (pip install '.[test]')"
 )
 
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor  # noqa: E402
-from opentelemetry.sdk.trace.export.in_memory_span_exporter import (  # noqa: E402
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import (
     InMemorySpanExporter,
 )
 
-from fastapi_tasks.testing import wait_for_tasks  # noqa: E402
+from fastapi_tasks.testing import wait_for_tasks
 
 
 @pytest.mark.anyio
