@@ -88,7 +88,7 @@ class RequestQueues:
         is not: a deferred task waits for its moment, not for capacity."""
         runtime = self.runtime
         runtime.check_admission()
-        if runtime.observer is not None:  # metrics or tracing: tell them the timing mode
+        if runtime.ledger.observer is not None:  # metrics or tracing: record the timing mode
             deferred_timing[task] = mode.label
         if self.route_done if mode is Mode.AFTER_ROUTE else self.response_done:
             if self.raised is None:
