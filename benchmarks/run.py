@@ -26,6 +26,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import anyio
 import original_env
 import report
 import servers
@@ -33,7 +34,7 @@ from harness import Series
 
 BENCH_DIR = Path(__file__).resolve().parent
 REPO_DIR = BENCH_DIR.parent
-SCENARIOS = ("scheduling", "isolation", "sync_throughput", "shutdown", "memory")
+SCENARIOS = ("scheduling", "isolation", "sync_throughput", "shutdown", "memory", "controls")
 IN_PROCESS = {"scheduling", "sync_throughput", "shutdown", "memory"}
 PACKAGES = ("fastapi", "starlette", "pydantic", "anyio", "uvicorn", "httpx", "asgi-lifespan")
 
@@ -192,6 +193,15 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         by_label = servers.shutdown(specs, shutdown_sizes, server_rounds, lambda m: log(f"   {m}"))
         add_server_series(series, "shutdown", by_label)
         impl_info["shutdown_sizes"] = shutdown_sizes.__dict__
+
+    if "controls" in args.only:  # this repository's library only: 0.1.0 has no controls
+        import controls_overhead
+
+        log("== controls: what tasks without timeouts, retries and limits pay for them")
+        report.ROWS.extend(controls_overhead.ROWS)
+        tasks, rounds = (5_000, 2) if quick else (20_000, 5)
+        measured = anyio.run(controls_overhead.measure, tasks, args.repeat or rounds)
+        series["ours"] = {**(series["ours"] or {}), **flatten(measured)}
 
     rows = report.build_rows(series, unavailable)
     return {

@@ -364,9 +364,6 @@ class ControlledRun:
                 task._result = value
                 ledger.finish(task, _SUCCEEDED)
                 return
-            if isinstance(error, cancelled_exc):  # a sync task obeyed check_cancelled()
-                ledger.finish(task, _CANCELLED)
-                return
             if (
                 retry is not None
                 and not self.cancel_requested

@@ -9,6 +9,7 @@ import anyio
 import anyio.from_thread
 import anyio.to_thread
 import pytest
+from asgi_lifespan import LifespanManager
 
 from fastapi_tasks import (
     FastAPITasksCancelledError,
@@ -255,3 +256,84 @@ def test_cancel_a_captured_task() -> None:
         get_tasks(app).schedule(print, "never")
     assert captured[0].task.cancel() is True
     assert captured[0].task.state is TaskState.CANCELLED
+
+
+# ---------------------------------------------------------------------------- shutdown
+async def test_the_drain_waits_for_a_controlled_sync_task_as_for_a_plain_one(
+    make_app: Any,
+) -> None:
+    app = make_app()
+    started = threading.Event()
+    finished: list[str] = []
+
+    def job(label: str) -> None:
+        started.set()
+        try:
+            while True:
+                anyio.from_thread.check_cancelled()
+                threading.Event().wait(0.005)
+        finally:
+            finished.append(label)
+
+    async with LifespanManager(app):
+        tasks = get_tasks(app)
+        controlled = tasks.task(timeout=60).schedule(job, "controlled")
+        assert await anyio.to_thread.run_sync(started.wait, 5)
+        started.clear()
+        plain = tasks.schedule(job, "plain")
+        assert await anyio.to_thread.run_sync(started.wait, 5)
+    # the lifespan ended after both threads returned: the drain waited for them
+    assert sorted(finished) == ["controlled", "plain"]
+    assert controlled.state is TaskState.CANCELLED
+    assert plain.state is TaskState.CANCELLED
+    stats = get_tasks(app).stats()
+    assert (stats.cancelled, stats.abandoned, stats.running) == (2, 0, 0)
+
+
+async def test_the_shutdown_deadline_gives_up_on_controlled_tasks(make_app: Any) -> None:
+    app = make_app(shutdown_timeout=0.05, thread_limit=2)
+    release = threading.Event()
+    sync_started = threading.Event()
+    async_started = anyio.Event()
+
+    def stuck_sync() -> None:
+        sync_started.set()
+        release.wait(10)
+
+    async def stuck_async() -> None:
+        async_started.set()
+        await anyio.sleep_forever()
+
+    try:
+        async with LifespanManager(app):
+            shielded = get_tasks(app).task(shield=True, timeout=60, limit=5)
+            in_thread = shielded.schedule(stuck_sync)
+            on_loop = shielded.schedule(stuck_async)
+            assert await anyio.to_thread.run_sync(sync_started.wait, 5)
+            await async_started.wait()
+    finally:
+        release.set()
+    assert in_thread.state is TaskState.CANCELLED
+    assert on_loop.state is TaskState.CANCELLED
+    stats = get_tasks(app).stats()
+    assert (stats.cancelled, stats.abandoned, stats.running, stats.pending) == (2, 2, 0, 0)
+
+
+async def test_async_limit_waiters_are_cancelled_at_shutdown(make_app: Any) -> None:
+    app = make_app(async_limit=1)
+    started = anyio.Event()
+
+    async def job() -> None:
+        started.set()
+        await anyio.sleep_forever()
+
+    async with LifespanManager(app):
+        tasks = get_tasks(app)
+        running = tasks.schedule(job)
+        waiting = [tasks.schedule(job) for _ in range(3)]
+        await started.wait()
+        assert tasks.stats().waiting == 3
+    assert running.state is TaskState.CANCELLED
+    assert all(task.state is TaskState.CANCELLED and task.attempts == 0 for task in waiting)
+    stats = get_tasks(app).stats()
+    assert (stats.cancelled, stats.waiting, stats.pending, stats.running) == (4, 0, 0, 0)

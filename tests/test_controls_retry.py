@@ -197,3 +197,39 @@ async def test_cancel_stops_a_task_waiting_to_retry(make_app: Any) -> None:
         assert (task.state, task.attempts) == (TaskState.CANCELLED, 1)
         stats = get_tasks(app).stats()
         assert (stats.cancelled, stats.retried, stats.running) == (1, 1, 0)
+
+
+async def test_each_attempt_is_reported_to_the_attempt_observer(make_app: Any) -> None:
+    """The internal hook tracing builds on: one start and one end per attempt, in order."""
+    app = make_app()
+    seen: list[tuple[str, int, str]] = []
+
+    class Recorder:
+        def attempt_started(self, task: Task[..., Any], attempt: int) -> None:
+            seen.append(("start", attempt, task.name))
+
+        def attempt_finished(
+            self, task: Task[..., Any], attempt: int, error: BaseException | None
+        ) -> None:
+            seen.append(("end", attempt, type(error).__name__))
+
+    calls = 0
+
+    async def flaky() -> None:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise Flaky()
+
+    async with serve(app):
+        from fastapi_tasks._lifespan import get_runtime
+
+        get_runtime(app).controls.attempt_observer = Recorder()
+        task = get_tasks(app).task(name="flaky", retry=NO_WAIT).schedule(flaky)
+        await task.wait()
+    assert seen == [
+        ("start", 1, "flaky"),
+        ("end", 1, "Flaky"),
+        ("start", 2, "flaky"),
+        ("end", 2, "NoneType"),
+    ]

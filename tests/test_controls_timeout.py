@@ -16,6 +16,7 @@ from fastapi_tasks import (
     FastAPITasksTimeoutError,
     Task,
     TaskConfig,
+    Tasks,
     TaskState,
     get_tasks,
 )
@@ -190,3 +191,79 @@ async def test_bad_timeouts_are_refused_at_the_call(
     async with serve(app):
         with pytest.raises(error, match=match):
             get_tasks(app).task(timeout=timeout)
+
+
+async def test_controlled_sync_tasks_wait_for_a_thread_as_pending(make_app: Any) -> None:
+    app = make_app(thread_limit=1)
+    release = threading.Event()
+    started = threading.Event()
+
+    def job(n: int) -> int:
+        started.set()
+        release.wait(10)
+        return n
+
+    async with serve(app):
+        tasks = get_tasks(app).task(timeout=60)
+        first = tasks.schedule(job, 1)
+        assert await anyio.to_thread.run_sync(started.wait, 5)
+        second = tasks.schedule(job, 2)
+        for _ in range(5):
+            await anyio.sleep(0)
+        assert second.state is TaskState.PENDING
+        stats = get_tasks(app).stats()
+        assert (stats.running, stats.pending, stats.waiting) == (1, 1, 1)
+        release.set()
+        await first.wait()
+        await second.wait()
+        assert (first.result(), second.result()) == (1, 2)
+        assert get_tasks(app).stats().waiting == 0
+
+
+async def test_an_error_raised_while_being_timed_out_is_a_timeout(make_app: Any) -> None:
+    app = make_app()
+
+    async def converts_cancellation() -> None:
+        try:
+            await anyio.sleep_forever()
+        finally:
+            raise LookupError("raised during cleanup")
+
+    async with serve(app):
+        task = get_tasks(app).task(timeout=SHORT).schedule(converts_cancellation)
+        await task.wait()
+        assert isinstance(task.error, FastAPITasksTimeoutError)
+        assert isinstance(task.error.__cause__, LookupError)
+
+
+async def test_a_controlled_def_returning_a_coroutine_fails_with_a_hint(make_app: Any) -> None:
+    app = make_app()
+
+    async def coroutine_function() -> None:
+        pass
+
+    def returns_coroutine() -> Any:
+        return coroutine_function()
+
+    async with serve(app):
+        task = get_tasks(app).task(timeout=60).schedule(returns_coroutine)
+        await task.wait()
+        assert isinstance(task.error, TypeError)
+        assert "declare it 'async def'" in str(task.error)
+
+
+async def test_a_def_endpoint_schedules_controlled_tasks(make_app: Any) -> None:
+    app = make_app()
+    handles: list[Task[..., Any]] = []
+
+    async def job(n: int) -> int:
+        return n
+
+    @app.post("/")
+    def endpoint(tasks: Tasks) -> None:  # runs in a worker thread
+        handles.append(tasks.task(timeout=60, limit=1).schedule(job, 7))
+
+    async with serve(app) as client:
+        assert (await client.post("/")).status_code == 200
+        await handles[0].wait()
+        assert handles[0].result() == 7
