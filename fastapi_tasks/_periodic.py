@@ -88,6 +88,14 @@ class PeriodicTask:
         "skipped",
     )
 
+    _runtime: TaskRuntime
+    _scheduler: TaskScheduler
+    _func: Callable[..., Any]
+    _args: tuple[Any, ...]
+    _kwargs: dict[str, Any]
+    _scope: anyio.CancelScope | None
+    _driver: object  # keeps the asyncio task referenced while it sleeps
+    _stopped: bool
     #: Seconds between two ticks.
     interval: float
     #: The name every run gets (``name=`` or the function's dotted name).
@@ -99,28 +107,38 @@ class PeriodicTask:
     #: Ticks skipped so far (the previous run was still going, or the loop was late).
     skipped: int
 
-    def __init__(
-        self,
+    def __init__(self) -> None:
+        """Not created by hand: ``every()`` returns it.
+
+        :raises TypeError: always.
+        """
+        raise TypeError("PeriodicTask is not created directly: call every() on a scheduler")
+
+    @classmethod
+    def _create(
+        cls,
         runtime: TaskRuntime,
         scheduler: TaskScheduler,
         interval: float,
         func: Callable[..., Any],
         args: tuple[Any, ...],
         kwargs: dict[str, Any],
-    ) -> None:
+    ) -> PeriodicTask:
+        self = object.__new__(cls)
         self._runtime = runtime
         self._scheduler = scheduler
         self._func = func
         self._args = args
         self._kwargs = kwargs
-        self._scope: anyio.CancelScope | None = None
-        self._driver: object = None  # keeps the asyncio task referenced while it sleeps
+        self._scope = None
+        self._driver = None
         self._stopped = False
         self.interval = interval
         self.name = scheduler.config.name or callable_name(func)
         self.last = None
         self.runs = 0
         self.skipped = 0
+        return self
 
     @property
     def active(self) -> bool:
@@ -244,7 +262,7 @@ def start_periodic(
     """
     seconds = check_interval(interval)
     inspect_call(func, args, kwargs)
-    periodic = PeriodicTask(runtime, scheduler, seconds, func, args, kwargs)
+    periodic = PeriodicTask._create(runtime, scheduler, seconds, func, args, kwargs)
     context = contextvars.copy_context()
     if runtime.on_loop_thread():
         _launch(runtime, periodic, context)

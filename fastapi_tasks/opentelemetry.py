@@ -38,11 +38,11 @@ try:
     from opentelemetry import context as otel_context
     from opentelemetry import trace
     from opentelemetry.trace import Link, SpanKind, Status, StatusCode
-except ImportError as exc:  # pragma: no cover - exercised in a subprocess without the extra
+except ImportError as _missing:  # pragma: no cover - tested in a subprocess without the extra
     raise ImportError(
         "fastapi_tasks.opentelemetry needs the opentelemetry extra: "
         "pip install 'fastapi-tasks[opentelemetry]'"
-    ) from exc
+    ) from _missing
 
 from . import __version__
 from ._callables import callable_name

@@ -385,6 +385,11 @@ async def test_a_tick_refused_by_max_pending_is_logged_and_the_schedule_goes_on(
     assert "was not scheduled: FastAPITasksQueueFullError" in task_logs.text
 
 
+def test_a_periodic_task_is_not_made_by_hand() -> None:
+    with pytest.raises(TypeError, match="call every\\(\\) on a scheduler"):
+        PeriodicTask()
+
+
 async def test_repr_names_the_schedule_not_its_arguments(make_app: Any) -> None:
     app = make_app()
 
