@@ -196,6 +196,31 @@ async def test_startup_code_can_start_a_schedule_that_stops_at_shutdown() -> Non
     check_invariant(app)
 
 
+@pytest.mark.asyncio_only("asgi-lifespan wraps the startup error in an ExceptionGroup on trio")
+async def test_a_schedule_of_a_failing_startup_is_stopped() -> None:
+    handles: list[PeriodicTask] = []
+
+    ran = anyio.Event()
+
+    async def beat() -> None:
+        ran.set()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        handles.append(get_tasks(app).every(3600, beat))
+        await ran.wait()  # the schedule now sleeps until its next tick, an hour away
+        raise RuntimeError("database unreachable")
+        yield  # pragma: no cover
+
+    app = FastAPI(lifespan=lifespan)
+    add_tasks(app)
+    with pytest.raises(RuntimeError, match="database unreachable"):
+        async with serve(app):
+            pass  # pragma: no cover
+    assert not handles[0].active
+    assert get_tasks(app).stats().state == "stopped"
+
+
 async def test_endpoints_start_and_cancel_schedules(make_app: Any) -> None:
     app = make_app()
     counter = Counter()
