@@ -34,6 +34,7 @@ import threading
 from typing import TYPE_CHECKING, Any, Protocol
 
 import anyio
+import anyio.lowlevel
 import anyio.to_thread
 
 from ._callables import callable_name
@@ -58,7 +59,12 @@ _CANCELLED = TaskState.CANCELLED
 
 class AttemptObserver(Protocol):
     """Told when each attempt of a controlled task starts and ends (in the task's context, on
-    the event loop thread). Must be quick and must not raise."""
+    the event loop thread). Must be quick and must not raise.
+
+    A task without controls has exactly one attempt, whose start and end are the
+    ``TaskObserver.started`` / ``finished`` calls of the ledger (also made in the task's
+    context for async tasks); for a controlled task those mark its first start and its final
+    outcome, around all of its attempts."""
 
     def attempt_started(self, task: Task[..., Any], attempt: int) -> None: ...
 
@@ -245,10 +251,14 @@ class ControlledRun:
             else:
                 self.async_waiter = slots.queue(self.async_limit)
 
-    async def _wait_for_slots(self) -> None:
+    async def _wait_for_slots(self) -> bool:
+        """Wait for the slots queued for; ``False`` if the task was cancelled meanwhile."""
         waiter = self.name_waiter
         if waiter is not None:
             await waiter.wait()
+            if self.name_waiter is not waiter:  # withdrawn by cancel(): the slot went back
+                await anyio.lowlevel.checkpoint()  # where the cancellation is delivered
+                return False
             self.name_waiter = None
             self.name_held = True
             if self.async_limit is not None:
@@ -258,8 +268,12 @@ class ControlledRun:
         waiter = self.async_waiter
         if waiter is not None:
             await waiter.wait()
+            if self.async_waiter is not waiter:
+                await anyio.lowlevel.checkpoint()
+                return False
             self.async_waiter = None
             self.async_held = True
+        return True
 
     async def _take_thread(self) -> None:
         limiter = self.controls.runtime.threads.limiter
@@ -346,7 +360,8 @@ class ControlledRun:
         cancelled_exc = self.backend.cancelled_exc
         retry = task.config.retry
         is_async = task.is_async
-        await self._wait_for_slots()
+        if not await self._wait_for_slots():
+            return
         attempt = 0
         while True:
             attempt += 1

@@ -19,6 +19,7 @@ from fastapi_tasks import (
     add_tasks,
     get_tasks,
 )
+from fastapi_tasks._lifespan import get_runtime
 from fastapi_tasks._limits import Slots
 
 from .conftest import serve
@@ -40,6 +41,11 @@ class Gates:
         self.changed.set()
         await self.gates[number].wait()
         return number
+
+    async def until_number_started(self, number: int) -> None:
+        while number not in self.started:
+            self.changed = anyio.Event()
+            await self.changed.wait()
 
     async def until_started(self, count: int) -> None:
         while len(self.started) < count:
@@ -278,3 +284,32 @@ def test_bad_limits_are_refused(limit: Any, error: type[Exception], match: str) 
         TaskConfig(limit=limit)
     with pytest.raises(error, match=match.replace("limit", "async_limit")):
         add_tasks(FastAPI(), async_limit=limit)
+
+
+async def test_a_waiter_cancelled_just_as_it_got_its_slot_gives_it_back_once(
+    make_app: Any,
+) -> None:
+    app = make_app()
+    gates = Gates()
+    async with serve(app):
+        limited = get_tasks(app).task(name="x", limit=1)
+        first = limited.schedule(gates.job, 0)
+        second = limited.schedule(gates.job, 1)
+        await gates.until_started(1)
+        gates.gates[0].set()
+        await first.wait()  # the slot went to `second`, which may not have resumed yet
+        assert second.cancel() is True
+        await second.wait()
+        await settle()
+        slots = get_runtime(app).controls.name_slots["x"]
+        assert (slots.held, len(slots.waiters)) == (0, 0)
+        third = limited.schedule(gates.job, 2)
+        fourth = limited.schedule(gates.job, 3)
+        await gates.until_number_started(2)
+        await settle()
+        assert 3 not in gates.started  # still one at a time
+        gates.gates[2].set()
+        await gates.until_number_started(3)
+        gates.gates[3].set()
+        await third.wait()
+        await fourth.wait()
