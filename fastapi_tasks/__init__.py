@@ -6,6 +6,7 @@ from ._config import ErrorHandler as ErrorHandler
 from ._config import TaskConfig as TaskConfig
 from ._dependencies import Tasks as Tasks
 from ._lifespan import add_tasks as add_tasks
+from ._periodic import PeriodicTask as PeriodicTask
 from ._retry import Retry as Retry
 from ._scheduler import TaskScheduler as TaskScheduler
 from ._stats import TaskStats as TaskStats
@@ -38,6 +39,7 @@ __all__ = [
     "FastAPITasksShutdownError",
     "FastAPITasksTimeoutError",
     "FastAPITasksUninitializedAppError",
+    "PeriodicTask",
     "Retry",
     "Task",
     "TaskConfig",

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from ._config import TaskConfig
+from ._periodic import stop_periodic
 from ._request_hooks import MarkingExceptionHandlers, TasksMiddleware
 from ._runtime import TaskRuntime
 from ._shutdown import drain
@@ -115,6 +116,7 @@ def add_tasks(
                     await drain(runtime, timeout=timeout)
         finally:
             if runtime.state != "stopped":  # the app's startup failed before serving began
+                stop_periodic(runtime)
                 runtime.stop()
 
     app.router.lifespan_context = lifespan

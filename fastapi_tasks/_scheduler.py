@@ -3,13 +3,16 @@
 
 from __future__ import annotations
 
+import datetime
 import enum
+import weakref
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar, overload
 
 from ._config import ErrorHandler, TaskConfig
 from ._durable import DurableScheduler
 from ._log import logger
+from ._periodic import PeriodicTask, start_periodic
 from ._retry import Retry
 from ._runtime import TaskRuntime
 from ._task import Task, TaskState
@@ -19,7 +22,7 @@ if TYPE_CHECKING:
     from ._durable import DurableBackend
     from ._stats import TaskStats
 
-__all__ = ["Mode", "RequestQueues", "ResponseIncomplete", "TaskScheduler"]
+__all__ = ["Mode", "RequestQueues", "ResponseIncomplete", "TaskScheduler", "deferred_timing"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -38,6 +41,10 @@ class Mode(enum.IntEnum):
 _NOW = Mode.NOW  # a global lookup on the schedule() hot path
 _PENDING = TaskState.PENDING
 _MODE_LABEL = {Mode.AFTER_ROUTE: "after-route", Mode.AFTER_RESPONSE: "after-response"}
+
+#: The timing mode of deferred tasks (``Mode.label``), recorded only while an observer is
+#: installed (``fastapi_tasks.opentelemetry`` reads it); other tasks are ``"now"``.
+deferred_timing: weakref.WeakKeyDictionary[Task[..., Any], str] = weakref.WeakKeyDictionary()
 
 
 class RequestQueues:
@@ -81,6 +88,8 @@ class RequestQueues:
         is not: a deferred task waits for its moment, not for capacity."""
         runtime = self.runtime
         runtime.check_admission()
+        if runtime.ledger.observer is not None:  # metrics or tracing: record the timing mode
+            deferred_timing[task] = mode.label
         if self.route_done if mode is Mode.AFTER_ROUTE else self.response_done:
             if self.raised is None:
                 runtime.submit(task, deferred=True)  # its moment has passed: start it now
@@ -296,6 +305,38 @@ class TaskScheduler:
         return TaskScheduler._create(
             self._runtime, self._config.merge(override), self._queues, self._mode
         )
+
+    def every(
+        self,
+        interval: float | datetime.timedelta,
+        func: Callable[..., Any],
+        /,
+        *args: Any,
+        name: str | None = None,
+        shield: bool | None = None,
+        on_error: ErrorHandler | None = None,
+        **kwargs: Any,
+    ) -> PeriodicTask:
+        """Run ``func(*args, **kwargs)`` now and then every ``interval`` seconds until
+        :meth:`PeriodicTask.cancel` or shutdown, and return the schedule's handle.
+
+        Each run is an ordinary task (counted in :meth:`stats`), named ``name`` (default: the
+        function's name), shielded if ``shield`` and handed to ``on_error`` if it fails; the
+        schedule goes on after a failure. A tick that comes while the previous run is still
+        going is skipped and counted in ``stats().skipped``. Ticks follow the event loop's
+        monotonic clock and do not drift. At shutdown the schedule stops and the run in progress
+        is cancelled unless shielded. ``name``, ``shield`` and ``on_error`` left at ``None``
+        inherit from this scheduler's settings. Runs happen in every worker process.
+
+        :raises TypeError: if ``interval`` is not a number or a ``timedelta``, ``func`` is not
+            a plain or coroutine function, or the arguments do not fit its signature.
+        :raises ValueError: if ``interval`` is not a finite number > 0.
+        :raises FastAPITasksUninitializedAppError: if the app's lifespan is not running.
+        :raises FastAPITasksShutdownError: if the application is shutting down.
+        """
+        override = TaskConfig(name=name, shield=shield, on_error=on_error)
+        scheduler = TaskScheduler._create(self._runtime, self._config.merge(override))
+        return start_periodic(self._runtime, scheduler, interval, func, args, kwargs)
 
     def _deferred(self, mode: Mode) -> TaskScheduler:
         if self._queues is None:

@@ -3,7 +3,8 @@
 The drain runs when the application's lifespan ends, *before* the application's own teardown,
 so shielded tasks can still use what the lifespan opened (database pools, HTTP clients).
 
-1. Admission closes: every ``schedule()`` from now on raises ``FastAPITasksShutdownError``.
+1. Periodic schedules (``every()``) stop, then admission closes: every ``schedule()`` from
+   now on raises ``FastAPITasksShutdownError``.
 2. Unshielded tasks that have not started (sync ones waiting for a thread, async ones about to
    take their first step) end ``cancelled`` and never start.
 3. Unshielded running tasks are cancelled: async ones get a cancellation at their next
@@ -30,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 
 from ._log import logger
+from ._periodic import stop_periodic
 
 if TYPE_CHECKING:
     from ._runtime import TaskRuntime
@@ -71,6 +73,7 @@ async def drain(
     ledger = runtime.ledger
     counters = ledger.counters
     before = (counters.succeeded, counters.failed, counters.cancelled, counters.abandoned)
+    stop_periodic(runtime)  # no more ticks; a run in flight is drained as any task
     runtime.close_admission()
     dropped = len(runtime.threads.cancel_waiting(include_shielded=False))
     for task in list(ledger.live):

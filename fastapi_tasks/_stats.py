@@ -9,7 +9,14 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 if TYPE_CHECKING:
     from ._task import Task, TaskState
 
-__all__ = ["Counters", "RuntimeState", "TaskObserver", "TaskStats"]
+__all__ = [
+    "Counters",
+    "RuntimeState",
+    "TaskObserver",
+    "TaskStats",
+    "add_observer",
+    "iter_observers",
+]
 
 RuntimeState = Literal["idle", "starting", "running", "draining", "stopped"]
 
@@ -56,6 +63,9 @@ class TaskStats:
     rejected: int
     discarded: int
     deferred: int
+    #: Ticks of periodic tasks (``every()``) that started no run: the previous run was still
+    #: going (or the event loop was late). Outside ``scheduled``.
+    skipped: int
     #: Durable jobs handed to the queue (``tasks.durable``), and enqueues that failed.
     enqueued: int
     enqueue_failed: int
@@ -84,6 +94,7 @@ class Counters:
         "rejected",
         "retried",
         "scheduled",
+        "skipped",
         "started",
         "succeeded",
         "waiting",
@@ -103,6 +114,7 @@ class Counters:
         self.rejected = 0
         self.discarded = 0
         self.deferred = 0
+        self.skipped = 0
         self.enqueued = 0
         self.enqueue_failed = 0
 
@@ -134,6 +146,7 @@ class Counters:
             rejected=self.rejected,
             discarded=self.discarded,
             deferred=self.deferred,
+            skipped=self.skipped,
             enqueued=self.enqueued,
             enqueue_failed=self.enqueue_failed,
         )
@@ -149,3 +162,50 @@ class TaskObserver(Protocol):
     def started(self, task: Task[..., Any]) -> None: ...
     def finished(self, task: Task[..., Any], state: TaskState, was_running: bool) -> None: ...
     def refused(self, outcome: Literal["rejected", "discarded"], count: int) -> None: ...
+
+
+class _Observers:
+    """Several observers (Prometheus and tracing), each told about every event in turn."""
+
+    __slots__ = ("observers",)
+
+    def __init__(self, observers: tuple[TaskObserver, ...]) -> None:
+        self.observers = observers
+
+    def scheduled(self, task: Task[..., Any]) -> None:
+        for observer in self.observers:
+            observer.scheduled(task)
+
+    def started(self, task: Task[..., Any]) -> None:
+        for observer in self.observers:
+            observer.started(task)
+
+    def finished(self, task: Task[..., Any], state: TaskState, was_running: bool) -> None:
+        for observer in self.observers:
+            observer.finished(task, state, was_running)
+
+    def refused(self, outcome: Literal["rejected", "discarded"], count: int) -> None:
+        for observer in self.observers:
+            observer.refused(outcome, count)
+
+    def enqueue_done(self, ok: bool) -> None:
+        for observer in self.observers:
+            enqueue_done = getattr(observer, "enqueue_done", None)
+            if enqueue_done is not None:
+                enqueue_done(ok)
+
+
+def iter_observers(observer: TaskObserver | None) -> tuple[TaskObserver, ...]:
+    """The observers installed (``runtime.observer`` may hold several)."""
+    if observer is None:
+        return ()
+    if isinstance(observer, _Observers):
+        return observer.observers
+    return (observer,)
+
+
+def add_observer(current: TaskObserver | None, new: TaskObserver) -> TaskObserver:
+    """What to install as ``runtime.observer`` so that ``new`` is told too."""
+    if current is None:
+        return new
+    return _Observers((*iter_observers(current), new))

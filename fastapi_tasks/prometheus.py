@@ -46,6 +46,7 @@ from prometheus_client import multiprocess as _multiprocess_collector
 from starlette.routing import Route
 
 from ._lifespan import get_runtime
+from ._stats import add_observer, iter_observers
 from .errors import FastAPITasksAlreadyAddedError
 
 if TYPE_CHECKING:
@@ -165,14 +166,14 @@ def instrument(
     :raises ValueError: if ``max_task_names`` is below 1.
     """
     runtime = get_runtime(app)
-    if runtime.observer is not None:
+    if any(isinstance(observer, TaskMetrics) for observer in iter_observers(runtime.observer)):
         raise FastAPITasksAlreadyAddedError(
             "instrument() was already called for this app; call it once per application"
         )
     metrics = TaskMetrics(
         registry=registry, namespace=namespace, max_task_names=max_task_names, buckets=buckets
     )
-    runtime.observer = metrics
+    runtime.observer = add_observer(runtime.observer, metrics)
     return metrics
 
 

@@ -38,6 +38,7 @@ FIELDS = [
     "rejected",
     "discarded",
     "deferred",
+    "skipped",
     "enqueued",
     "enqueue_failed",
 ]
