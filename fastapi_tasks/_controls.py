@@ -41,6 +41,7 @@ from ._callables import callable_name
 from ._failures import handle_failure
 from ._limits import Slots, Waiter
 from ._log import logger
+from ._stats import notify
 from ._task import Task, TaskState
 from .errors import FastAPITasksQueueFullError, FastAPITasksTimeoutError
 
@@ -387,6 +388,8 @@ class ControlledRun:
             ):
                 delay = retry.delay(attempt)
                 runtime.counters.retried += 1
+                if runtime.observer is not None:
+                    notify(runtime.observer, "retried", task)
                 logger.warning(
                     "fastapi-tasks: task %r attempt %d of %d failed with %s; retrying in %.3gs",
                     task.name,

@@ -25,6 +25,7 @@ import anyio
 
 from ._callables import callable_name, inspect_call
 from ._log import logger
+from ._stats import notify
 from .errors import (
     FastAPITasksError,
     FastAPITasksShutdownError,
@@ -209,7 +210,10 @@ class PeriodicTask:
 
     def _skip(self, count: int) -> None:
         self.skipped += count
-        self._runtime.counters.skipped += count
+        runtime = self._runtime
+        runtime.counters.skipped += count
+        if runtime.observer is not None:
+            notify(runtime.observer, "skipped", count)
         logger.info(
             "fastapi-tasks: skipped %d tick(s) of periodic task %r: %s",
             count,

@@ -190,9 +190,23 @@ class _Observers:
 
     def enqueue_done(self, ok: bool) -> None:
         for observer in self.observers:
-            enqueue_done = getattr(observer, "enqueue_done", None)
-            if enqueue_done is not None:
-                enqueue_done(ok)
+            notify(observer, "enqueue_done", ok)
+
+    def retried(self, task: Task[..., Any]) -> None:
+        for observer in self.observers:
+            notify(observer, "retried", task)
+
+    def skipped(self, count: int) -> None:
+        for observer in self.observers:
+            notify(observer, "skipped", count)
+
+
+def notify(observer: object, event: str, *args: Any) -> None:
+    """Tell ``observer`` about one of the optional events (``enqueue_done``, ``retried``,
+    ``skipped``) if it listens to it; an observer only implements what it cares about."""
+    method = getattr(observer, event, None)
+    if method is not None:
+        method(*args)
 
 
 def iter_observers(observer: TaskObserver | None) -> tuple[TaskObserver, ...]:

@@ -12,6 +12,9 @@ Importing ``fastapi_tasks`` never imports ``prometheus_client``; only this modul
   durable jobs handed to the queue by ``tasks.durable``, and enqueues that failed;
 - ``fastapi_tasks_refused_total{outcome}`` (counter): ``rejected`` at ``schedule()``, or
   ``discarded`` with a request that failed;
+- ``fastapi_tasks_retried_total`` (counter): extra attempts of tasks with a ``retry`` policy;
+- ``fastapi_tasks_skipped_total`` (counter): ticks of periodic tasks skipped because the
+  previous run was still going (or the loop was late);
 - ``fastapi_tasks_pending`` and ``fastapi_tasks_running`` (gauges);
 - ``fastapi_tasks_task_duration_seconds{task,outcome}`` (histogram): how long tasks ran.
 
@@ -98,6 +101,12 @@ class TaskMetrics:
             ["outcome"],
             **kwargs,
         )
+        self.retried_total: Counter = Counter(
+            "retried", "Extra attempts of tasks with a retry policy.", **kwargs
+        )
+        self.skipped_total: Counter = Counter(
+            "skipped", "Ticks of periodic tasks skipped (previous run still going).", **kwargs
+        )
         self.pending: Gauge = Gauge(
             "pending", "Tasks waiting to start.", multiprocess_mode="livesum", **kwargs
         )
@@ -148,6 +157,14 @@ class TaskMetrics:
 
     def refused(self, outcome: Literal["rejected", "discarded"], count: int) -> None:
         self.refused_total.labels(outcome).inc(count)
+
+    def retried(self, task: Task[..., Any]) -> None:
+        """A task with a ``retry`` policy is about to make another attempt."""
+        self.retried_total.inc()
+
+    def skipped(self, count: int) -> None:
+        """``count`` ticks of a periodic task were skipped."""
+        self.skipped_total.inc(count)
 
 
 def instrument(

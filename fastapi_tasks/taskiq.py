@@ -37,6 +37,7 @@ from taskiq import AsyncBroker, AsyncTaskiqDecoratedTask
 
 from ._lifespan import get_runtime
 from ._runtime import TaskRuntime
+from ._stats import notify
 from .errors import FastAPITasksAlreadyAddedError
 
 __all__ = ["add_durable_broker"]
@@ -90,9 +91,8 @@ class _TaskiqBackend:
 
 def _tell_observer(runtime: TaskRuntime, *, ok: bool) -> None:
     """Let the Prometheus exporter (if ``instrument()`` was called) count the enqueue."""
-    enqueue_done = getattr(runtime.observer, "enqueue_done", None)
-    if enqueue_done is not None:
-        enqueue_done(ok)
+    if runtime.observer is not None:
+        notify(runtime.observer, "enqueue_done", ok)
 
 
 def add_durable_broker(app: FastAPI, broker: AsyncBroker, *, manage_broker: bool = True) -> None:

@@ -8,7 +8,7 @@ import anyio
 import pytest
 from prometheus_client import CollectorRegistry
 
-from fastapi_tasks import FastAPITasksAlreadyAddedError, Tasks, get_tasks
+from fastapi_tasks import FastAPITasksAlreadyAddedError, Retry, Tasks, get_tasks
 from fastapi_tasks.prometheus import add_metrics_route, instrument
 from fastapi_tasks.testing import wait_for_tasks
 
@@ -123,3 +123,32 @@ async def test_abandoned_tasks_are_counted(make_app: Any) -> None:
     assert get_tasks(app).stats().abandoned == 1
     assert sample(registry, "fastapi_tasks_abandoned_total") == 1
     assert sample(registry, "fastapi_tasks_finished_total", outcome="cancelled") == 1
+
+
+async def test_retries_and_skipped_ticks_are_counted(make_app: Any) -> None:
+    app = make_app()
+    registry = CollectorRegistry()
+    instrument(app, registry=registry)
+    attempts = 0
+    release = anyio.Event()
+
+    async def flaky() -> None:
+        nonlocal attempts
+        attempts += 1
+        if attempts < 3:
+            raise ValueError("not yet")
+
+    async with serve(app):
+        scheduler = get_tasks(app)
+        task = scheduler.task(retry=Retry(attempts=3, backoff=0, jitter=False)).schedule(flaky)
+        await task.wait()
+        assert task.state.value == "succeeded"
+        periodic = scheduler.every(0.01, release.wait)  # the first run blocks: ticks are skipped
+        while get_tasks(app).stats().skipped < 2:
+            await anyio.sleep(0.01)
+        periodic.cancel()
+        release.set()
+        await wait_for_tasks(app)
+        stats = get_tasks(app).stats()
+    assert sample(registry, "fastapi_tasks_retried_total") == stats.retried == 2
+    assert sample(registry, "fastapi_tasks_skipped_total") == stats.skipped >= 2
