@@ -18,7 +18,7 @@ from fastapi_tasks import FastAPITasksShutdownError, TaskState, add_tasks, get_t
 from fastapi_tasks._lifespan import get_runtime
 from fastapi_tasks._shutdown import drain
 
-from .conftest import serve
+from .conftest import raises_unwrapped, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -169,16 +169,11 @@ async def test_tasks_of_a_failing_startup_are_abandoned() -> None:
     keep = Keep()
     logging.getLogger("fastapi_tasks").addHandler(keep)
     try:
-        with pytest.raises(BaseException) as info:  # noqa: PT011 - unwrapped below
+        with raises_unwrapped(RuntimeError, match="^database unreachable$"):
             async with serve(app):
                 pass  # pragma: no cover
     finally:
         logging.getLogger("fastapi_tasks").removeHandler(keep)
-    error: BaseException = info.value
-    while getattr(error, "exceptions", None):  # trio's nursery wraps it in a group
-        error = error.exceptions[0]  # type: ignore[attr-defined]
-    assert isinstance(error, RuntimeError)
-    assert str(error) == "database unreachable"
     stats = get_tasks(app).stats()
     assert (stats.state, stats.scheduled, stats.cancelled, stats.abandoned, stats.pending) == (
         "stopped",
