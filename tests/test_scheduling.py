@@ -181,22 +181,6 @@ async def test_bad_callables_are_rejected_at_the_call(make_app: Any) -> None:
         assert scheduler.stats().scheduled == 0
 
 
-async def test_a_sync_function_returning_an_awaitable_fails_clearly(
-    make_app: Any, task_logs: pytest.LogCaptureFixture
-) -> None:
-    app = make_app()
-
-    async def coro_fn() -> None:
-        pass
-
-    async with serve(app):
-        task = get_tasks(app).schedule(lambda: coro_fn())
-        await task.wait()
-    assert task.state is TaskState.FAILED
-    assert isinstance(task.error, TypeError)
-    assert "async def" in str(task.error)
-
-
 async def test_sub_dependency_and_endpoint_share_one_scheduler(make_app: Any) -> None:
     app = make_app()
     ran: list[str] = []

@@ -664,4 +664,4 @@ async def test_a_coroutine_returned_by_a_plain_function_is_reported(
         await task.wait()
     assert task.state is TaskState.FAILED
     assert isinstance(task.error, TypeError)
-    assert "returned an awaitable" in str(task.error)
+    assert "returned an awaitable; declare it 'async def'" in str(task.error)
