@@ -56,7 +56,7 @@ async def handle_failure(
         if is_async_callable(handler):
             await handler(task, error)  # type: ignore[misc]
         else:
-            result = await anyio.to_thread.run_sync(_call, handler, task, error, limiter=limiter)
+            (result,) = await anyio.to_thread.run_sync(_call, handler, task, error, limiter=limiter)
             if inspect.isawaitable(result):
                 await result
     except cancelled_exc:
@@ -72,5 +72,7 @@ async def handle_failure(
             )
 
 
-def _call(handler: Callable[..., Any], task: Task[..., Any], error: Exception) -> Any:
-    return handler(task, error)
+def _call(handler: Callable[..., Any], task: Task[..., Any], error: Exception) -> tuple[Any]:
+    """Call a plain handler in a worker thread. Its result travels in a tuple: trio refuses
+    a worker function that returns a coroutine, which a plain handler may do."""
+    return (handler(task, error),)

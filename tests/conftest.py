@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
+import anyio
+import anyio.abc
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
@@ -38,14 +41,8 @@ settings.load_profile("ci" if os.environ.get("CI") else os.environ.get("HYPOTHES
 
 #: Tests not (yet) run on trio, by node id prefix, with the reason (the skip shows it under -ra).
 NOT_ON_TRIO = {
-    "tests/test_durable": "not yet verified on trio (owned by the durable tests)",
-    "tests/test_errors.py": "uses asyncio.sleep in tasks; not yet ported to trio",
-    "tests/test_prometheus.py": "not yet verified on trio",
-    "tests/test_shutdown.py": "3 tests fail on trio; not yet investigated",
-    "tests/test_task_semantics.py": "uses asyncio.CancelledError and hangs on trio; not yet ported",
-    "tests/test_add_tasks.py::test_tasks_scheduled_by_a_failing_startup": (
-        "asgi-lifespan wraps the startup error in an ExceptionGroup on trio; the trio case is "
-        "covered by test_survivors.py::test_tasks_of_a_failing_startup_are_abandoned"
+    "tests/test_task_semantics.py::test_tasks_start_in_the_order_they_were_scheduled": (
+        "trio does not run newly spawned tasks in FIFO order: start order is not kept there"
     ),
     "tests/test_timing.py::test_all_three_modes_in_one_endpoint": (
         "trio does not run newly spawned tasks in FIFO order: start order is not kept there"
@@ -144,6 +141,61 @@ async def serve(app: FastAPI, **client_kwargs: Any) -> AsyncIterator[httpx.Async
         transport = httpx.ASGITransport(manager.app, **client_kwargs)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client
+
+
+class BackgroundLifespan:
+    """An app's lifespan run in a task of its own (see :func:`lifespan_in_background`)."""
+
+    def __init__(self, app: Any) -> None:
+        #: The ASGI app to send requests to (it carries the lifespan state).
+        self.app = app
+        self.ended = anyio.Event()
+        self._stop = anyio.Event()
+
+    def shutdown(self) -> None:
+        """Begin the shutdown and return at once: the test goes on while the drain runs."""
+        self._stop.set()
+
+
+@asynccontextmanager
+async def lifespan_in_background(app: FastAPI) -> AsyncIterator[BackgroundLifespan]:
+    """Run ``app``'s lifespan in a task of its own, so that a test can act *during* the drain
+    (``life.shutdown()``; ``await life.ended.wait()``). Leaving the block shuts down if the
+    test did not and waits for the lifespan to end. The lifespan is entered and left by the
+    same task, as trio requires of the task group inside it."""
+
+    async def run(*, task_status: anyio.abc.TaskStatus[BackgroundLifespan]) -> None:
+        async with LifespanManager(app) as manager:
+            life = BackgroundLifespan(manager.app)
+            task_status.started(life)
+            await life._stop.wait()
+        life.ended.set()
+
+    async with anyio.create_task_group() as tg:
+        life: BackgroundLifespan = await tg.start(run)
+        try:
+            yield life
+        finally:
+            life.shutdown()
+
+
+@contextmanager
+def raises_unwrapped(expected: type[BaseException], match: str) -> Iterator[list[BaseException]]:
+    """``pytest.raises(expected, match=match)`` that also accepts the error wrapped in exception
+    groups of one (asgi-lifespan on trio re-raises a startup error from its nursery). The list
+    it yields receives the unwrapped error."""
+    caught: list[BaseException] = []
+    try:
+        yield caught
+    except BaseException as exc:
+        error: BaseException = exc
+        while len(getattr(error, "exceptions", ())) == 1:
+            error = error.exceptions[0]  # type: ignore[attr-defined]
+        if not isinstance(error, expected) or not re.search(match, str(error)):
+            raise
+        caught.append(error)
+    else:
+        pytest.fail(f"DID NOT RAISE {expected.__name__}")
 
 
 @pytest.fixture

@@ -235,25 +235,3 @@ async def test_startup_code_can_schedule_and_its_tasks_wait_for_the_runtime() ->
     async with serve(app):
         await get_tasks(app).schedule(record, "while serving").wait()
     assert events == ["startup finished", "scheduled at startup", "while serving"]
-
-
-async def test_tasks_scheduled_by_a_failing_startup_are_accounted_for() -> None:
-    @asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        get_tasks(app).schedule(print, "never")
-        raise RuntimeError("database unreachable")
-        yield  # pragma: no cover
-
-    app = FastAPI(lifespan=lifespan)
-    add_tasks(app)
-    with pytest.raises(RuntimeError, match="database unreachable"):
-        async with serve(app):
-            pass  # pragma: no cover
-    stats = get_tasks(app).stats()
-    assert (stats.state, stats.scheduled, stats.cancelled, stats.abandoned, stats.pending) == (
-        "stopped",
-        1,
-        1,
-        1,
-        0,
-    )

@@ -15,6 +15,10 @@ from .conftest import serve
 
 pytestmark = pytest.mark.anyio
 
+TASKIQ_ASYNCIO = pytest.mark.asyncio_only(
+    "taskiq runs on asyncio only: its InMemoryBroker calls asyncio.get_running_loop()"
+)
+
 
 class Recorder:
     def __init__(self) -> None:
@@ -47,6 +51,7 @@ def make(recorder: Recorder) -> FastAPI:
     return app
 
 
+@TASKIQ_ASYNCIO
 async def test_the_three_timing_modes_apply_to_the_enqueue() -> None:
     recorder = Recorder()
     app = make(recorder)
@@ -154,6 +159,7 @@ async def test_a_broker_that_is_down_fails_the_enqueue_not_the_response(
     assert "redis is down" in task_logs.text
 
 
+@TASKIQ_ASYNCIO
 async def test_an_enqueue_in_flight_at_shutdown_completes() -> None:
     recorder = Recorder()
     app = make(recorder)
@@ -162,7 +168,8 @@ async def test_an_enqueue_in_flight_at_shutdown_completes() -> None:
 
     async def slow_kick(message: Any) -> None:
         kick_started.set()
-        await anyio.sleep(0.1)  # a slow network round trip
+        while get_tasks(app).stats().state != "draining":  # still in flight at the shutdown
+            await anyio.sleep(0.001)
         await original_kick(message)
 
     recorder.broker.kick = slow_kick  # type: ignore[method-assign]

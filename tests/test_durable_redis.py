@@ -85,6 +85,7 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
 
 
 @pytest.mark.anyio
+@pytest.mark.asyncio_only("taskiq and its redis broker run on asyncio only")
 async def test_a_real_worker_runs_what_an_endpoint_enqueued(
     redis_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -174,7 +174,9 @@ def test_sync_tasks_do_not_starve_def_endpoints(server: Any) -> None:
     srv = server(FT_THREAD_LIMIT="2")
     for i in range(50):
         srv.client.post(
-            "/schedule", params={"name": f"slow-{i}", "kind": "sync", "seconds": 1, "wait": 0}
+            # long enough never to end during the checks; shutdown stops them between steps
+            "/schedule",
+            params={"name": f"slow-{i}", "kind": "sync-coop", "seconds": 60, "wait": 0},
         )
     # the tasks were scheduled without waiting for them to start: wait for that state
     deadline = time.monotonic() + 10
@@ -185,7 +187,7 @@ def test_sync_tasks_do_not_starve_def_endpoints(server: Any) -> None:
     assert (health["threads_busy"], health["running"], health["pending"]) == (2, 2, 48)
     for _ in range(20):
         assert srv.client.get("/ping", timeout=5).json() == "pong"
-    srv.terminate()  # waits for the two running sleeps, drops the 48 queued ones
+    srv.terminate()  # cancels the two running tasks (they cooperate), drops the 48 queued
     assert srv.exited_cleanly()
 
 

@@ -5,19 +5,17 @@ state, so every step is synchronised on what the runtime reports, not on sleeps.
 
 import logging
 import threading
-import time
 from typing import Any
 
 import anyio
 import anyio.from_thread
 import httpx
 import pytest
-from asgi_lifespan import LifespanManager
 
 from fastapi_tasks import FastAPITasksShutdownError, Tasks, TaskState, get_tasks
 from fastapi_tasks import _shutdown as shutdown_module
 
-from .conftest import serve
+from .conftest import lifespan_in_background, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -43,7 +41,6 @@ async def test_unshielded_work_is_cancelled_and_shielded_work_completes(make_app
         done.append("shielded async")
 
     def shielded_sync(tag: str) -> None:
-        time.sleep(0.05)
         done.append(tag)
 
     def cooperative_sync() -> None:
@@ -88,12 +85,10 @@ async def test_the_drain_waits_for_a_running_unshielded_sync_task(make_app: Any)
         entered.set()
         release.wait(10)
 
-    manager = LifespanManager(app)
-    await manager.__aenter__()
-    task = get_tasks(app).schedule(stubborn)
-    await anyio.to_thread.run_sync(entered.wait, 5)  # it is inside its thread now
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(manager.__aexit__, None, None, None)
+    async with lifespan_in_background(app) as life:
+        task = get_tasks(app).schedule(stubborn)
+        await anyio.to_thread.run_sync(entered.wait, 5)  # it is inside its thread now
+        life.shutdown()
         await wait_until(draining(app))
         assert task.state is TaskState.RUNNING  # the drain is waiting for it
         release.set()
@@ -127,29 +122,28 @@ async def test_schedule_is_refused_in_every_mode_and_thread_once_shutdown_began(
         except FastAPITasksShutdownError:
             refused.append("thread")
 
-    manager = LifespanManager(app)
-    await manager.__aenter__()
-    get_tasks(app).task(shield=True).schedule(hold_drain.wait)  # keeps the drain open
-    transport = httpx.ASGITransport(manager.app)
-    async with (
-        httpx.AsyncClient(transport=transport, base_url="http://test") as client,
-        anyio.create_task_group() as tg,
-    ):
-        responses: list[httpx.Response] = []
+    async with lifespan_in_background(app) as life:
+        get_tasks(app).task(shield=True).schedule(hold_drain.wait)  # keeps the drain open
+        transport = httpx.ASGITransport(life.app)
+        async with (
+            httpx.AsyncClient(transport=transport, base_url="http://test") as client,
+            anyio.create_task_group() as tg,
+        ):
+            responses: list[httpx.Response] = []
 
-        async def request() -> None:
-            responses.append(await client.get("/slow"))
+            async def request() -> None:
+                responses.append(await client.get("/slow"))
 
-        tg.start_soon(request)
-        await in_endpoint.wait()
-        tg.start_soon(manager.__aexit__, None, None, None)
-        await wait_until(draining(app))
-        with pytest.raises(FastAPITasksShutdownError, match="shutting down"):
-            get_tasks(app).schedule(print, "x")
-        await anyio.to_thread.run_sync(from_a_thread)
-        endpoint_may_finish.set()  # its after-response task is released during the drain
-        await wait_until(lambda: bool(responses))
-        hold_drain.set()
+            tg.start_soon(request)
+            await in_endpoint.wait()
+            life.shutdown()
+            await wait_until(draining(app))
+            with pytest.raises(FastAPITasksShutdownError, match="shutting down"):
+                get_tasks(app).schedule(print, "x")
+            await anyio.to_thread.run_sync(from_a_thread)
+            endpoint_may_finish.set()  # its after-response task is released during the drain
+            await wait_until(lambda: bool(responses))
+            hold_drain.set()
     assert responses[0].json() == "done"
     assert sorted(refused) == ["after_route in the request", "thread"]
     stats = get_tasks(app).stats()
@@ -214,11 +208,9 @@ async def test_progress_lines_name_the_tasks_holding_shutdown(
     watch = Watch()
     logging.getLogger("fastapi_tasks").addHandler(watch)
     try:
-        manager = LifespanManager(app)
-        await manager.__aenter__()
-        get_tasks(app).task(name="nightly-report", shield=True).schedule(release.wait)
-        async with anyio.create_task_group() as tg:
-            tg.start_soon(manager.__aexit__, None, None, None)
+        async with lifespan_in_background(app) as life:
+            get_tasks(app).task(name="nightly-report", shield=True).schedule(release.wait)
+            life.shutdown()
             with anyio.fail_after(5):
                 await progress_seen.wait()
             release.set()

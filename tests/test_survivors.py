@@ -10,15 +10,16 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from fastapi import FastAPI
+from fastapi import FastAPI, HTTPException
 
-from fastapi_tasks import FastAPITasksShutdownError, TaskState, add_tasks, get_tasks
+from fastapi_tasks import FastAPITasksShutdownError, Task, Tasks, TaskState, add_tasks, get_tasks
 from fastapi_tasks._lifespan import get_runtime
 from fastapi_tasks._shutdown import drain
 
-from .conftest import serve
+from .conftest import lifespan_in_background, raises_unwrapped, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -64,15 +65,8 @@ async def test_unshielded_tasks_of_that_turn_are_cancelled_without_starting(make
     assert async_task.started_at is None
 
 
-def test_scheduling_from_another_thread_after_the_loop_is_gone_is_a_clear_error() -> None:
-    app = FastAPI()
-    add_tasks(app)
-
-    async def run_lifespan() -> None:
-        async with LifespanManager(app):
-            pass
-
-    anyio.run(run_lifespan)
+def schedule_from_a_plain_thread(app: FastAPI) -> list[BaseException]:
+    """Call ``schedule()`` from a thread anyio knows nothing of; return what it raised."""
     errors: list[BaseException] = []
 
     def from_a_thread() -> None:
@@ -85,8 +79,20 @@ def test_scheduling_from_another_thread_after_the_loop_is_gone_is_a_clear_error(
     thread.start()
     thread.join(5)
     assert not thread.is_alive()
-    assert len(errors) == 1
-    assert isinstance(errors[0], FastAPITasksShutdownError)
+    return errors
+
+
+def test_scheduling_from_another_thread_after_the_loop_is_gone_is_a_clear_error() -> None:
+    app = FastAPI()
+    add_tasks(app)
+
+    async def run_lifespan() -> None:
+        async with LifespanManager(app):
+            pass
+
+    anyio.run(run_lifespan)
+    errors = schedule_from_a_plain_thread(app)
+    assert [type(exc) for exc in errors] == [FastAPITasksShutdownError]
     assert "no longer running" in str(errors[0])
 
 
@@ -94,17 +100,7 @@ async def test_scheduling_from_another_thread_after_stop_is_a_clear_error(make_a
     app = make_app()
     async with serve(app):
         pass
-    errors: list[BaseException] = []
-
-    def from_a_thread() -> None:
-        try:
-            get_tasks(app).schedule(print, "x")
-        except BaseException as exc:
-            errors.append(exc)
-
-    thread = threading.Thread(target=from_a_thread)
-    await anyio.to_thread.run_sync(lambda: (thread.start(), thread.join(5)))
-    assert not thread.is_alive()
+    errors = await anyio.to_thread.run_sync(schedule_from_a_plain_thread, app)
     assert [type(exc) for exc in errors] == [FastAPITasksShutdownError]
     assert "shutting down" in str(errors[0])
     assert get_tasks(app).stats().scheduled == 0
@@ -169,16 +165,11 @@ async def test_tasks_of_a_failing_startup_are_abandoned() -> None:
     keep = Keep()
     logging.getLogger("fastapi_tasks").addHandler(keep)
     try:
-        with pytest.raises(BaseException) as info:  # noqa: PT011 - unwrapped below
+        with raises_unwrapped(RuntimeError, match="^database unreachable$"):
             async with serve(app):
                 pass  # pragma: no cover
     finally:
         logging.getLogger("fastapi_tasks").removeHandler(keep)
-    error: BaseException = info.value
-    while getattr(error, "exceptions", None):  # trio's nursery wraps it in a group
-        error = error.exceptions[0]  # type: ignore[attr-defined]
-    assert isinstance(error, RuntimeError)
-    assert str(error) == "database unreachable"
     stats = get_tasks(app).stats()
     assert (stats.state, stats.scheduled, stats.cancelled, stats.abandoned, stats.pending) == (
         "stopped",
@@ -230,3 +221,49 @@ def test_a_sync_task_finishing_after_its_loop_closed_never_blocks_its_thread(
         thread.join(5)
         assert not thread.is_alive()
     assert "stubborn finished in its thread after the event loop closed" in caplog.text
+
+
+def report() -> None:
+    pass
+
+
+async def areport() -> None:
+    pass
+
+
+@pytest.mark.parametrize("func", [report, areport], ids=["sync", "async"])
+@pytest.mark.parametrize("mode", ["after_route", "after_response"])
+@pytest.mark.parametrize("refusal", ["endpoint raised", "shutdown before release"])
+async def test_deferred_handles_refused_at_their_moment_end_cancelled(
+    make_app: Any, mode: str, func: Any, refusal: str
+) -> None:
+    """A deferred task that never gets to start (its request failed, or the runtime stopped
+    before its moment) ends ``cancelled``: ``wait()`` returns, it never stays pending."""
+    app = make_app()
+    handles: list[Task[..., Any]] = []
+    scheduled = anyio.Event()
+    may_return = anyio.Event()
+
+    @app.get("/")
+    async def endpoint(tasks: Tasks) -> None:
+        handles.append(getattr(tasks, mode).schedule(func))
+        scheduled.set()
+        await may_return.wait()
+        if refusal == "endpoint raised":
+            raise HTTPException(status_code=409)
+
+    async with lifespan_in_background(app) as life, anyio.create_task_group() as tg:
+        transport = httpx.ASGITransport(life.app)
+        client = httpx.AsyncClient(transport=transport, base_url="http://test")
+        tg.start_soon(client.get, "/")
+        await scheduled.wait()
+        if refusal == "shutdown before release":
+            life.shutdown()
+            await life.ended.wait()  # deferred tasks do not hold the drain
+        may_return.set()
+        with anyio.fail_after(5):
+            await handles[0].wait()
+        await client.aclose()
+    assert handles[0].state is TaskState.CANCELLED
+    assert not handles[0].started.is_set()
+    assert get_tasks(app).stats().discarded == 1

@@ -1,9 +1,10 @@
 """The runtime only uses anyio's public API, so it also runs on trio."""
 
-import time
+import threading
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 
 from fastapi_tasks import Tasks, TaskState, get_tasks
@@ -24,7 +25,7 @@ async def test_timing_modes_and_threads_on_trio(make_app: Any) -> None:
     events: list[str] = []
 
     async def record(tag: str) -> None:
-        await anyio.sleep(0)
+        await anyio.lowlevel.checkpoint()
         events.append(tag)
 
     @app.get("/")
@@ -47,20 +48,28 @@ async def test_timing_modes_and_threads_on_trio(make_app: Any) -> None:
 async def test_shutdown_on_trio(make_app: Any) -> None:
     app = make_app()
     done: list[str] = []
+    draining = threading.Event()
 
     async def shielded() -> None:
-        await anyio.sleep(0.05)
+        while get_tasks(app).stats().state != "draining":  # still running when the drain begins
+            await anyio.sleep(0.001)
+        draining.set()
         done.append("async")
 
     def shielded_sync() -> None:
-        time.sleep(0.05)
+        draining.wait(5)  # still running when the drain begins
         done.append("sync")
 
     async with serve(app):
         scheduler = get_tasks(app)
         forever = scheduler.schedule(anyio.sleep_forever)
-        scheduler.task(shield=True).schedule(shielded)
-        scheduler.task(shield=True).schedule(shielded_sync)
+        handles = [
+            scheduler.task(shield=True).schedule(shielded),
+            scheduler.task(shield=True).schedule(shielded_sync),
+        ]
         await forever.started.wait()
+        for task in handles:
+            await task.started.wait()
     assert sorted(done) == ["async", "sync"]
+    assert [task.state for task in handles] == [TaskState.SUCCEEDED] * 2
     assert forever.state is TaskState.CANCELLED

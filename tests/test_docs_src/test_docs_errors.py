@@ -46,7 +46,7 @@ async def test_calling_a_task_reraises_its_error(load_example, serve) -> None:
     async with serve(example.app) as client:
         with capture_tasks(example.app) as captured:
             await client.post("/invoices/8/send")
-        with pytest.raises(ConnectionError):
+        with pytest.raises(ConnectionError, match="unreachable for invoice 8"):
             await captured[0].task()  # calling a task re-raises what the function raises
         await client.post("/invoices/8/send")
         await wait_for_tasks(example.app)

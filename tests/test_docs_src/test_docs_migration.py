@@ -14,13 +14,13 @@ def test_the_010_code_no_longer_imports(load_example) -> None:
 
 
 def test_the_010_task_module_is_gone() -> None:
-    with pytest.raises(ModuleNotFoundError):
+    with pytest.raises(ModuleNotFoundError, match=r"fastapi_tasks\.tasks"):
         __import__("fastapi_tasks.tasks")
 
 
 def test_task_config_is_frozen() -> None:
     config = TaskConfig()
-    with pytest.raises(AttributeError):
+    with pytest.raises(AttributeError, match="cannot assign to field 'shield'"):
         config.shield = True  # type: ignore[misc]
     assert config.merge(TaskConfig(shield=True)).shield is True
 

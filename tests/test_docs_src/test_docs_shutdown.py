@@ -67,7 +67,7 @@ async def test_shielded_task_finishes_unshielded_is_cancelled(
         await server.wait_until_draining()
         with anyio.fail_after(5):
             await example.mail_cancelled.wait()  # unshielded: cancelled at once
-        with pytest.raises(FastAPITasksShutdownError):
+        with pytest.raises(FastAPITasksShutdownError, match="shutting down"):
             get_tasks(app).schedule(example.send_confirmation, "late@example.com", 2)
         [ledger] = example.ledgers
         assert ledger.rows == []  # the payment is still in flight...
