@@ -1,16 +1,16 @@
 """Per-request hooks: when did the endpoint return, did it raise, when was the response sent.
 
-Two hooks, both installed by ``add_tasks()``, each relying only on documented behaviour:
+:class:`TasksMiddleware`, a pure ASGI middleware installed by ``add_tasks()``, creates the
+request's :class:`~fastapi_tasks._scheduler.RequestQueues` and watches the messages the app
+sends. It relies on the ASGI protocol only, not on how Starlette or FastAPI are built inside:
 
-* The ``Tasks`` dependency has a sub-dependency with ``yield`` and ``scope="function"``
-  (:func:`endpoint_outcome`). FastAPI closes function-scoped dependencies right after the
-  endpoint returned, before the response is sent, and throws the endpoint's exception into them
-  (``HTTPException`` and validation errors included), wherever middlewares, exception handlers
-  and custom ``APIRoute`` classes sit. So: the endpoint returned -> after-route tasks are
-  released; it raised -> every queued task of the request is discarded.
-* :class:`TasksMiddleware`, a pure ASGI middleware, creates the request's
-  :class:`~fastapi_tasks._scheduler.RequestQueues` and watches the messages the app sends. The
-  response is *sent* when its final message was handed to the server (see :func:`_final`):
+* ``http.response.start`` means the endpoint returned. With a status below 400, after-route
+  tasks are released (before the message is passed on). With a status of 400 or more the
+  request *failed*: every queued task is discarded. That is how an endpoint's exception turned
+  into a response is seen, wherever that happened: an exception handler (``HTTPException``,
+  validation errors, your handlers), a custom ``APIRoute`` class, or a middleware placed
+  inside this one. (The log names the exception when one is being handled at that moment.)
+* The response is *sent* when its final message was handed to the server (see :func:`_final`):
   after-response tasks are released then. See docs/streaming.md for the exact definition.
   The response is *not* sent, and after-response tasks are discarded, when an exception leaves
   the app, when the app returns without a final message (Starlette's responses stop that way
@@ -19,9 +19,14 @@ Two hooks, both installed by ``add_tasks()``, each relying only on documented be
   over (Hypercorn's trio worker reports the disconnect that follows a complete response
   while the final ``send`` is still running, and Starlette then cancels it) does not undo it.
 
+A dependency with ``yield`` would see the endpoint's exception too, but FastAPI's machinery for
+one costs ~30 us per request, and it misses a custom ``APIRoute`` class that answers the
+exception itself (such a class runs inside the dependencies' exit stacks).
+
 WebSocket sessions have no response: when the endpoint returns, or ends with
 ``WebSocketDisconnect`` (the normal way a client leaves), both queues are released, after-route
-first; any other exception discards them.
+first; any other exception, or a close code other than 1000 (normal) and 1001 (going away),
+discards them.
 
 The middleware also runs the task runtime through the ASGI lifespan protocol (see
 ``_lifespan``): it sits around every lifespan of the app, so the drain comes before all of them
@@ -30,17 +35,17 @@ tear down.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+import sys
+from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 import anyio
-from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect
 
 from ._runtime import TaskRuntime
-from ._scheduler import RequestQueues, ResponseIncomplete
+from ._scheduler import ErrorResponse, RequestQueues, ResponseIncomplete
 
-__all__ = ["QUEUES_KEY", "TasksMiddleware", "endpoint_outcome"]
+__all__ = ["QUEUES_KEY", "TasksMiddleware"]
 
 #: ASGI scope key of the request's :class:`RequestQueues`.
 QUEUES_KEY = "fastapi_tasks.queues"
@@ -51,22 +56,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 LifespanHandler = Callable[[ASGIApp, Scope, Receive, Send], Awaitable[None]]
-
-
-async def endpoint_outcome(conn: HTTPConnection) -> AsyncIterator[None]:
-    """The function-scoped sub-dependency of ``Tasks``: its exit is the end of the endpoint."""
-    queues: RequestQueues | None = conn.scope.get(QUEUES_KEY)
-    try:
-        yield
-    except BaseException as exc:
-        if queues is not None:
-            if conn.scope["type"] == "http":
-                queues.abort(exc)
-            elif queues.raised is None and not isinstance(exc, WebSocketDisconnect):
-                queues.raised = exc
-        raise
-    if queues is not None and conn.scope["type"] == "http" and queues.raised is None:
-        queues.endpoint_returned()
 
 
 class TasksMiddleware:
@@ -99,8 +88,11 @@ class TasksMiddleware:
         async def watch_send(message: Message) -> None:
             kind = message["type"]
             if kind == "http.response.start":
-                if not queues.route_done:  # not a FastAPI route (the hook did not run)
+                status = message["status"]
+                if status < 400:
                     queues.endpoint_returned()
+                else:
+                    queues.abort(_failure(f"HTTP status {status}"))
                 await send(message)
             elif kind == "http.response.pathsend" or (
                 kind == "http.response.body" and not message.get("more_body", False)
@@ -120,8 +112,19 @@ class TasksMiddleware:
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
         queues = RequestQueues(self.runtime)
         scope[QUEUES_KEY] = queues
+
+        async def watch_send(message: Message) -> None:
+            kind = message["type"]
+            if kind == "websocket.close":
+                code = message.get("code", 1000)
+                if code not in (1000, 1001) and queues.raised is None:
+                    queues.raised = _failure(f"WebSocket close code {code}")
+            elif kind == "websocket.http.response.start" and queues.raised is None:
+                queues.raised = _failure(f"HTTP status {message['status']} (WebSocket refused)")
+            await send(message)
+
         try:
-            await self.app(scope, receive, send)
+            await self.app(scope, receive, watch_send)
         except WebSocketDisconnect:
             _end_websocket(queues)
             raise
@@ -148,6 +151,12 @@ async def _final(queues: RequestQueues, send: Send, message: Message, disconnect
             queues.abort(ResponseIncomplete())
         raise
     _sent(queues)
+
+
+def _failure(what: str) -> BaseException:
+    """The reason an error answer discards tasks: the exception being handled, if any (an
+    exception handler sends its response while handling it), else the answer itself."""
+    return sys.exc_info()[1] or ErrorResponse(what)
 
 
 def _sent(queues: RequestQueues) -> None:
