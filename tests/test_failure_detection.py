@@ -114,8 +114,11 @@ async def test_a_user_yield_dependency_may_depend_on_tasks() -> None:
     ran = anyio.Event()
     teardown: list[str] = []
 
+    async def mark() -> None:
+        ran.set()
+
     async def audit(tasks: Tasks) -> AsyncIterator[str]:
-        tasks.after_response.schedule(ran.set)
+        tasks.after_response.schedule(mark)
         yield "audited"
         teardown.append("done")
 
@@ -137,7 +140,7 @@ async def test_a_plain_success_still_releases_both_modes() -> None:
     order: list[str] = []
     done = anyio.Event()
 
-    def record(tag: str) -> None:
+    async def record(tag: str) -> None:
         order.append(tag)
         if tag == "after_response":
             done.set()
