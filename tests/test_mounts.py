@@ -103,6 +103,7 @@ async def test_one_app_mounted_under_two_running_apps_is_refused_at_startup() ->
 
 
 def _leaves(exc: BaseException) -> list[BaseException]:
-    if isinstance(exc, BaseExceptionGroup):
-        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    group: tuple[BaseException, ...] | None = getattr(exc, "exceptions", None)
+    if group is not None:  # an exception group (BaseExceptionGroup is 3.11+)
+        return [leaf for inner in group for leaf in _leaves(inner)]
     return [exc, *([exc.__cause__] if exc.__cause__ else [])]
