@@ -6,6 +6,7 @@ from ._config import ErrorHandler as ErrorHandler
 from ._config import TaskConfig as TaskConfig
 from ._dependencies import Tasks as Tasks
 from ._lifespan import add_tasks as add_tasks
+from ._lifespan import task_runtime as task_runtime
 from ._periodic import PeriodicTask as PeriodicTask
 from ._retry import Retry as Retry
 from ._scheduler import TaskScheduler as TaskScheduler
@@ -50,4 +51,5 @@ __all__ = [
     "__version__",
     "add_tasks",
     "get_tasks",
+    "task_runtime",
 ]

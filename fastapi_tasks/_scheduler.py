@@ -22,7 +22,14 @@ if TYPE_CHECKING:
     from ._durable import DurableBackend
     from ._stats import TaskStats
 
-__all__ = ["Mode", "RequestQueues", "ResponseIncomplete", "TaskScheduler", "deferred_timing"]
+__all__ = [
+    "ErrorResponse",
+    "Mode",
+    "RequestQueues",
+    "ResponseIncomplete",
+    "TaskScheduler",
+    "deferred_timing",
+]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -173,7 +180,7 @@ class RequestQueues:
 
 
 def _describe_reason(reason: BaseException) -> str:
-    if isinstance(reason, ResponseIncomplete):
+    if isinstance(reason, (ResponseIncomplete, ErrorResponse)):
         return str(reason)
     if isinstance(reason, FastAPITasksShutdownError):
         return "the application began shutting down before their moment"
@@ -185,6 +192,14 @@ class ResponseIncomplete(Exception):
 
     def __init__(self) -> None:
         super().__init__("the response was not completed (did the client disconnect?)")
+
+
+class ErrorResponse(Exception):
+    """Reason recorded when the app answered with an error (HTTP status >= 400, or a WebSocket
+    closed with a code other than 1000/1001) without an exception leaving it."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__(f"the app answered with {what}")
 
 
 class TaskScheduler:

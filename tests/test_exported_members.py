@@ -58,6 +58,7 @@ def test_the_package_exports_exactly_its_public_api() -> None:
         "__version__",
         "add_tasks",
         "get_tasks",
+        "task_runtime",
     ]
     assert fastapi_tasks.__all__ == expected
     # nothing public in the package namespace is left out of __all__, nothing listed is missing
