@@ -1,0 +1,167 @@
+"""ASGI servers as real subprocesses for the server matrix (tests/test_server_matrix.py).
+
+Each :class:`ServerSpec` knows the command line that serves an app under one server and
+configuration; :class:`RunningServer` starts it on 127.0.0.1 with a free port, in a process group
+of its own (gunicorn, granian and uvicorn with ``--workers`` fork workers), waits until it
+answers, and stops it: a signal to the process it started, or ``SIGKILL`` to that process group
+when a test is done with it. Nothing else is ever signalled.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+
+from .test_server import ROOT, free_port
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    id: str
+    #: Modules the server needs; the configuration is skipped if one does not import.
+    modules: tuple[str, ...]
+    workers: int
+    command: Callable[[str, int], list[str]]
+
+    def missing(self) -> str | None:
+        """Why this server cannot run here, or None."""
+        for module in self.modules:
+            if importlib.util.find_spec(module) is None:
+                return f"{self.id}: the {module!r} package is not installed (pip install {module})"
+        return None
+
+
+def uvicorn_command(app: str, port: int, workers: int = 1) -> list[str]:
+    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
+    return command + (["--workers", str(workers)] if workers > 1 else [])
+
+
+def hypercorn_command(app: str, port: int, worker_class: str = "asyncio") -> list[str]:
+    return [
+        *(sys.executable, "-m", "hypercorn", app, "--bind", f"127.0.0.1:{port}"),
+        *("--worker-class", worker_class),
+    ]
+
+
+def granian_command(app: str, port: int) -> list[str]:
+    return [
+        *(sys.executable, "-m", "granian", "--interface", "asgi"),
+        *("--host", "127.0.0.1", "--port", str(port), app),
+    ]
+
+
+def gunicorn_command(app: str, port: int, workers: int = 2) -> list[str]:
+    return [
+        *(sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}"),
+        *("--worker-class", "uvicorn_worker.UvicornWorker", "--workers", str(workers)),
+    ]
+
+
+SERVERS = [
+    ServerSpec("uvicorn", ("uvicorn",), 1, uvicorn_command),
+    ServerSpec(
+        "uvicorn-2-workers", ("uvicorn",), 2, lambda app, port: uvicorn_command(app, port, 2)
+    ),
+    ServerSpec("hypercorn-asyncio", ("hypercorn",), 1, hypercorn_command),
+    ServerSpec(
+        "hypercorn-trio",
+        ("hypercorn", "trio"),
+        1,
+        lambda app, port: hypercorn_command(app, port, "trio"),
+    ),
+    ServerSpec("granian", ("granian",), 1, granian_command),
+    ServerSpec("gunicorn-uvicorn-worker", ("gunicorn", "uvicorn_worker"), 2, gunicorn_command),
+]
+
+
+class RunningServer:
+    """One server process serving ``app`` on a free port, its output in ``log``."""
+
+    def __init__(self, spec: ServerSpec, app: str, out: Path, env: dict[str, str]) -> None:
+        self.spec = spec
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.log = out.parent / f"{spec.id}-{self.port}.log"
+        with self.log.open("wb") as log:
+            self.proc = subprocess.Popen(
+                spec.command(app, self.port),
+                cwd=ROOT,
+                env={**os.environ, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own process group: see stop()
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def tail(self, lines: int = 40) -> str:
+        return "\n".join(self.output().splitlines()[-lines:])
+
+    def wait_ready(self, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        with httpx.Client(base_url=self.url, timeout=5) as client:
+            while True:
+                if self.proc.poll() is not None:
+                    raise AssertionError(f"{self.spec.id} exited early:\n{self.tail()}")
+                try:
+                    if client.get("/health").status_code == 200:
+                        return
+                except httpx.TransportError:
+                    pass
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{self.spec.id} never answered:\n{self.tail()}")
+                time.sleep(0.05)
+
+    def terminate(self, timeout: float = 30) -> int:
+        """SIGTERM to the server process (its workers get the signal from it); its exit code."""
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"{self.spec.id} still running {timeout}s after SIGTERM:\n{self.tail()}"
+            ) from None
+
+    def stop(self) -> None:
+        """Kill what is left of the process group this server started (workers included)."""
+        with contextlib.suppress(ProcessLookupError):  # the whole group has exited already
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+
+def start(spec: ServerSpec, app: str, out: Path, env: dict[str, str]) -> RunningServer:
+    server = RunningServer(spec, app, out, env)
+    try:
+        server.wait_ready()
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def wait_for_files(
+    out: Path, names: list[str], server: RunningServer, timeout: float = 10
+) -> dict[str, str]:
+    """Wait until every file in ``names`` exists in ``out``; return their contents."""
+    deadline = time.monotonic() + timeout
+    while True:
+        missing = [name for name in names if not (out / name).exists()]
+        if not missing:
+            return {name: (out / name).read_text() for name in names}
+        if time.monotonic() > deadline:
+            present = {name: (out / name).read_text() for name in names if name not in missing}
+            raise AssertionError(
+                f"{server.spec.id}: {missing} never appeared (got {present});\n{server.tail()}"
+            )
+        time.sleep(0.01)
