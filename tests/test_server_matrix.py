@@ -195,12 +195,14 @@ def test_client_leaving_mid_stream_discards_after_response_tasks(
     tag = served.tag(f"leave-{kind}")
     received = read_then_leave(served.server, f"{shape}/{kind}?tag={tag}&{query}")
     assert received.startswith(b"HTTP/1.1 200")
-    # the stream stops (the generator is closed) and the after-response task is discarded
-    wait_for_files(served.out, [f"{tag}.generator-closed"], served.server)
     assert served.outcomes(tag, "after_response") == {"after_response": "cancelled"}
     assert not (served.out / f"{tag}.after_response").exists()
     if kind == "stream":
         assert b"after_route: succeeded" in received
+        # the export stops: its generator is closed. (FastAPI runs the body of an SSE
+        # endpoint in a task of its own and cancels it, and leaves the generator for the
+        # garbage collector to close, whenever that runs.)
+        wait_for_files(served.out, [f"{tag}.generator-closed"], served.server)
 
 
 # --- an endpoint that raises ---------------------------------------------------------------------
