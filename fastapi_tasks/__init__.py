@@ -6,6 +6,7 @@ from ._config import ErrorHandler as ErrorHandler
 from ._config import TaskConfig as TaskConfig
 from ._dependencies import Tasks as Tasks
 from ._lifespan import add_tasks as add_tasks
+from ._lifespan import task_runtime as task_runtime
 from ._scheduler import TaskScheduler as TaskScheduler
 from ._stats import TaskStats as TaskStats
 from ._task import Task as Task
@@ -42,4 +43,5 @@ __all__ = [
     "__version__",
     "add_tasks",
     "get_tasks",
+    "task_runtime",
 ]

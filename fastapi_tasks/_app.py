@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import FastAPI
 from starlette.requests import HTTPConnection
 
 from ._lifespan import get_runtime
-from ._scheduler import TaskScheduler
+from ._request_hooks import QUEUES_KEY
+from ._scheduler import RequestQueues, TaskScheduler
 
 __all__ = ["get_tasks"]
 
@@ -22,10 +25,13 @@ def get_tasks(app_or_connection: FastAPI | HTTPConnection) -> TaskScheduler:
 
     :raises FastAPITasksUninitializedAppError: if ``add_tasks(app)`` was not called.
     """
-    app = (
-        app_or_connection.app
-        if isinstance(app_or_connection, HTTPConnection)
-        else app_or_connection
-    )
+    if isinstance(app_or_connection, HTTPConnection):
+        queues: RequestQueues | None = app_or_connection.scope.get(QUEUES_KEY)
+        if queues is not None:  # the runtime serving this request (also in a mounted app)
+            runtime = queues.runtime
+            return TaskScheduler._create(runtime, runtime.config)
+        app: Any = app_or_connection.app
+    else:
+        app = app_or_connection
     runtime = get_runtime(app)
     return TaskScheduler._create(runtime, runtime.config)

@@ -1,20 +1,39 @@
-"""``add_tasks(app)``: compose the task runtime into the application's lifespan.
+"""``add_tasks(app)`` and ``task_runtime(app)``: run the task runtime with the app's lifespan.
 
-Order at startup: the app's own lifespan (and ``on_startup`` handlers) first, then the runtime.
-Order at shutdown: the runtime drains first, then the app's own teardown runs, so shielded tasks
-can still use the resources the app's lifespan opened.
+``add_tasks()`` installs :class:`~._request_hooks.TasksMiddleware`, which sees the ASGI
+``lifespan`` messages before the app does (:class:`LifespanHooks`):
+
+* ``lifespan.startup`` from the server: the runtime starts accepting work, then the app's own
+  startup runs (every lifespan it has: ``lifespan=``, ``on_startup`` handlers, the lifespans
+  of routers merged by ``include_router``, before or after ``add_tasks()``), so startup code may
+  schedule tasks; they start once the app is serving.
+* ``lifespan.shutdown`` from the server: the runtime drains first, then the message goes on to
+  the app and all its lifespans tear down. Shielded tasks can still use what they opened.
+* Mounted FastAPI apps that called ``add_tasks()`` themselves get their runtimes run with the
+  outer app's (a mounted app's lifespan never runs).
+* A lifespan that ends without the shutdown message (the server was forced to exit, as on a
+  second Ctrl+C in Uvicorn) is logged at ERROR level with the number of shielded tasks lost.
+
+``task_runtime(app)`` does the same as an async context manager, for an app whose lifespan the
+server does not run (a mounted app under an outer app without ``add_tasks()``), or to control
+the order yourself.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+import atexit
+import weakref
+from collections.abc import AsyncIterator, Iterable
+from contextlib import AsyncExitStack, asynccontextmanager
 from typing import Any
 
+import anyio
 from fastapi import FastAPI
+from starlette.routing import BaseRoute, Mount
 
 from ._config import TaskConfig
-from ._request_hooks import MarkingExceptionHandlers, TasksMiddleware
+from ._log import logger
+from ._request_hooks import ASGIApp, Message, Receive, Scope, Send, TasksMiddleware
 from ._runtime import TaskRuntime
 from ._shutdown import drain
 from .errors import (
@@ -23,10 +42,15 @@ from .errors import (
     FastAPITasksUninitializedAppError,
 )
 
-__all__ = ["STATE_KEY", "add_tasks", "get_runtime"]
+__all__ = ["STATE_KEY", "add_tasks", "get_runtime", "task_runtime"]
 
 #: Attribute of ``app.state`` that holds the runtime.
 STATE_KEY = "fastapi_tasks_runtime"
+#: Attribute of ``app.state`` that holds the ``shutdown_timeout``.
+TIMEOUT_KEY = "fastapi_tasks_shutdown_timeout"
+
+#: Runtimes between start and stop, for the report at interpreter exit.
+_running: weakref.WeakSet[TaskRuntime] = weakref.WeakSet()
 
 
 def _check_count(name: str, value: object, *, minimum: int) -> None:
@@ -46,8 +70,12 @@ def add_tasks(
 ) -> None:
     """Wire a task runtime into ``app`` so endpoints can use the ``Tasks`` dependency.
 
-    Call it once, when building the app. The app's own ``lifespan=`` (or ``on_startup`` /
-    ``on_shutdown`` handlers) keeps working and its state stays available to requests.
+    Call it once, when building the app. The runtime starts when the app's lifespan starts,
+    before the app's own startup code, and drains at shutdown before any of the app's
+    lifespans tear down (``lifespan=``, ``on_startup``/``on_shutdown`` handlers and routers'
+    lifespans, whenever they were added). Lifespan state stays available to requests. A FastAPI
+    app mounted in this one with ``app.mount()`` uses this runtime, or its own if it called
+    ``add_tasks()`` too (run with this app's lifespan).
 
     :param config: the global :class:`TaskConfig` every task starts from.
     :param thread_limit: threads the runtime may use for plain ``def`` tasks. These are the
@@ -59,6 +87,7 @@ def add_tasks(
     :raises TypeError: for arguments of the wrong type.
     :raises ValueError: for out-of-range numbers.
     :raises FastAPITasksAlreadyAddedError: if called twice on the same app.
+    :raises FastAPITasksAppStartedError: if the app already started serving.
     """
     if not isinstance(app, FastAPI):
         raise TypeError(f"add_tasks() needs a FastAPI application, not {type(app).__name__}")
@@ -84,31 +113,13 @@ def add_tasks(
         config=config or TaskConfig(), thread_limit=thread_limit, max_pending=max_pending
     )
     try:
-        app.add_middleware(TasksMiddleware, runtime=runtime)
+        app.add_middleware(TasksMiddleware, runtime=runtime, lifespan=LifespanHooks(app))
     except RuntimeError as exc:
         raise FastAPITasksAppStartedError(
             "add_tasks() must be called before the application starts serving"
         ) from exc
-    if not isinstance(app.exception_handlers, MarkingExceptionHandlers):
-        app.exception_handlers = MarkingExceptionHandlers(app.exception_handlers)
     setattr(app.state, STATE_KEY, runtime)
-    app_lifespan = app.router.lifespan_context
-    timeout = None if shutdown_timeout is None else float(shutdown_timeout)
-
-    @asynccontextmanager
-    async def lifespan(lifespan_app: Any) -> AsyncIterator[Any]:
-        runtime.prepare()  # the app's startup code may schedule; those tasks wait for serving()
-        try:
-            async with app_lifespan(lifespan_app) as app_state, runtime.serving():
-                try:
-                    yield app_state
-                finally:
-                    await drain(runtime, timeout=timeout)
-        finally:
-            if runtime.state != "stopped":  # the app's startup failed before serving began
-                runtime.stop()
-
-    app.router.lifespan_context = lifespan
+    setattr(app.state, TIMEOUT_KEY, None if shutdown_timeout is None else float(shutdown_timeout))
 
 
 def get_runtime(app: Any) -> TaskRuntime:
@@ -122,3 +133,189 @@ def get_runtime(app: Any) -> TaskRuntime:
             "this app has no task runtime: call add_tasks(app) when you create the app"
         )
     return runtime
+
+
+def _timeout(app: Any) -> float | None:
+    timeout: float | None = getattr(app.state, TIMEOUT_KEY, None)
+    return timeout
+
+
+def _mounted(routes: Iterable[BaseRoute], found: list[FastAPI]) -> list[FastAPI]:
+    """FastAPI apps with a task runtime mounted (at any depth) under ``routes``."""
+    for route in routes:
+        if not isinstance(route, Mount):
+            continue
+        sub = route.app
+        if (
+            isinstance(sub, FastAPI)
+            and isinstance(getattr(sub.state, STATE_KEY, None), TaskRuntime)
+            and sub not in found
+        ):
+            found.append(sub)
+        _mounted(route.routes, found)
+    return found
+
+
+class _Runtimes:
+    """The runtimes one lifespan runs: an app's and those of the apps mounted in it."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.apps = [app, *_mounted(app.routes, [])]
+        self.runtimes = [get_runtime(each) for each in self.apps]
+        self.stack = AsyncExitStack()
+        self.started = False
+        self.drained = False
+
+    def prepare(self) -> None:
+        """Accept work (startup code may schedule; those tasks wait for :meth:`serve`)."""
+        for runtime in self.runtimes:
+            if runtime.state in ("starting", "running", "draining"):
+                raise FastAPITasksAppStartedError(
+                    "this task runtime is already running (one lifespan at a time; an app "
+                    "mounted in two places, or run by two lifespans, cannot share it)"
+                )
+        for runtime in self.runtimes:
+            runtime.prepare()
+            _running.add(runtime)
+
+    async def serve(self) -> None:
+        for runtime in self.runtimes:
+            await self.stack.enter_async_context(runtime.serving())
+        self.started = True
+
+    async def drain(self) -> None:
+        self.drained = True
+        async with anyio.create_task_group() as group:
+            for app, runtime in zip(self.apps, self.runtimes, strict=True):
+                group.start_soon(_drain, runtime, _timeout(app))
+
+    def forced_exit(self) -> None:
+        """The lifespan ended without the shutdown message: report what is lost."""
+        for app, runtime in zip(self.apps, self.runtimes, strict=True):
+            _report_lost(runtime, f"the lifespan of {_name(app)} ended without a shutdown")
+
+    async def stop(self) -> None:
+        """Give up whatever the drain left (or everything, if it did not run)."""
+        with anyio.CancelScope(shield=True):
+            await self.stack.aclose()
+        for runtime in self.runtimes:
+            if runtime.state != "stopped":  # the app's startup failed before serving began
+                runtime.stop()
+            _running.discard(runtime)
+
+
+async def _drain(runtime: TaskRuntime, timeout: float | None) -> None:
+    await drain(runtime, timeout=timeout)
+
+
+def _name(app: Any) -> str:
+    title = getattr(app, "title", None)
+    return f"app {title!r}" if title else "the app"
+
+
+def _report_lost(runtime: TaskRuntime, why: str) -> None:
+    if runtime.state not in ("starting", "running"):
+        return
+    live = list(runtime.live)
+    shielded = [task for task in live if task.shielded]
+    if not live:
+        logger.warning(
+            "fastapi-tasks: %s (a forced exit, such as a second Ctrl+C?); no task was running",
+            why,
+        )
+        return
+    logger.error(
+        "fastapi-tasks: %s (a forced exit, such as a second Ctrl+C?): %d shielded task(s) "
+        "lost, %d task(s) in all; the drain did not run: %s",
+        why,
+        len(shielded),
+        len(live),
+        ", ".join(task.name for task in (shielded or live)[:20]),
+    )
+
+
+class LifespanHooks:
+    """The ``lifespan`` branch of :class:`TasksMiddleware` (see the module docstring)."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    async def __call__(self, inner: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
+        runtimes: _Runtimes | None = None
+        shutdown_requested = False
+
+        async def hooked_receive() -> Message:
+            nonlocal runtimes, shutdown_requested
+            message = await receive()
+            kind = message["type"]
+            if kind == "lifespan.startup":
+                starting = _Runtimes(self.app)
+                try:
+                    starting.prepare()
+                except FastAPITasksAppStartedError as exc:
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    raise
+                runtimes = starting
+            elif kind == "lifespan.shutdown" and runtimes is not None:
+                shutdown_requested = True
+                await runtimes.drain()
+            return message
+
+        async def hooked_send(message: Message) -> None:
+            if message["type"] == "lifespan.startup.complete" and runtimes is not None:
+                await runtimes.serve()
+            await send(message)
+
+        try:
+            await inner(scope, hooked_receive, hooked_send)
+        except BaseException as exc:
+            if (
+                runtimes is not None
+                and not shutdown_requested
+                and isinstance(exc, anyio.get_cancelled_exc_class())
+            ):
+                runtimes.forced_exit()
+            raise
+        finally:
+            if runtimes is not None:
+                await runtimes.stop()
+
+
+@asynccontextmanager
+async def task_runtime(app: FastAPI) -> AsyncIterator[None]:
+    """Run ``app``'s task runtime inside the block; drain it when the block ends.
+
+    For an app whose lifespan the server does not run (a FastAPI app mounted in an outer app
+    that does not call ``add_tasks()``: enter it in the outer app's lifespan), or to place the
+    drain yourself. Inside an app's own lifespan (where ``add_tasks()`` already runs the
+    runtime) it does nothing. Tasks scheduled inside the block before it yields start right
+    away; at the end of the block, the drain runs (see docs/shutdown.md).
+
+    :raises FastAPITasksUninitializedAppError: if ``add_tasks(app)`` was not called.
+    :raises FastAPITasksAppStartedError: if the runtime is being run by another lifespan.
+    """
+    runtime = get_runtime(app)
+    if runtime.state in ("starting", "running"):
+        yield  # the app's lifespan runs it already: we are inside it
+        return
+    runtimes = _Runtimes(app)
+    runtimes.prepare()
+    try:
+        await runtimes.serve()
+        try:
+            yield
+        except BaseException as exc:
+            if isinstance(exc, anyio.get_cancelled_exc_class()):
+                runtimes.forced_exit()
+                raise
+            await runtimes.drain()
+            raise
+        await runtimes.drain()
+    finally:
+        await runtimes.stop()
+
+
+@atexit.register
+def _report_at_exit() -> None:  # pragma: no cover - runs at interpreter exit
+    for runtime in list(_running):
+        _report_lost(runtime, "the interpreter is exiting while the task runtime still runs")

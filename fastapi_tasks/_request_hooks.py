@@ -1,49 +1,46 @@
 """Per-request hooks: when did the endpoint return, did it raise, when was the response sent.
 
-FastAPI's dependencies with ``yield`` could answer these, but FastAPI wraps every such dependency
-in exit stacks and cancel scopes that cost ~35 us per request. The ``Tasks`` dependency is a plain
-``async def`` instead, and two cheap hooks, both installed by ``add_tasks()``, do the timing:
+Two hooks, both installed by ``add_tasks()``, each relying only on documented behaviour:
 
+* The ``Tasks`` dependency has a sub-dependency with ``yield`` and ``scope="function"``
+  (:func:`endpoint_outcome`). FastAPI closes function-scoped dependencies right after the
+  endpoint returned, before the response is sent, and throws the endpoint's exception into them
+  (``HTTPException`` and validation errors included), wherever middlewares, exception handlers
+  and custom ``APIRoute`` classes sit. So: the endpoint returned -> after-route tasks are
+  released; it raised -> every queued task of the request is discarded.
 * :class:`TasksMiddleware`, a pure ASGI middleware, creates the request's
-  :class:`~fastapi_tasks._scheduler.RequestQueues` and watches the messages the app sends.
-  ``http.response.start`` means the endpoint returned and the response is about to go out:
-  after-route tasks are released (before the message is passed on). The last
-  ``http.response.body`` means the response was sent (for a streaming response, after its last
-  chunk), and so does ``http.response.pathsend`` (a ``FileResponse`` on a server with the
-  pathsend extension, such as Granian): after-response tasks are released. An exception
-  leaving the app, or an app that returns without finishing its response, discards whatever
-  is still queued.
-* Exceptions the app *handles* (``HTTPException``, validation errors, your own exception
-  handlers) turn into ordinary responses inside the route, out of the middleware's sight. So
-  ``add_tasks()`` swaps ``app.exception_handlers`` for :class:`MarkingExceptionHandlers`, a
-  ``dict`` whose ``items()`` (what Starlette reads when it builds the middleware stack) yields
-  each handler wrapped to record the exception on the request's queues first. The queued tasks
-  are then discarded instead of released. Handlers registered at any time before the app starts
-  are covered; ``app.exception_handlers[key]`` still returns your own handler.
+  :class:`~fastapi_tasks._scheduler.RequestQueues` and watches the messages the app sends. The
+  response is *sent* when its final message was handed to the server (see :func:`_final`):
+  after-response tasks are released then. See docs/streaming.md for the exact definition.
+  The response is *not* sent, and after-response tasks are discarded, when an exception leaves
+  the app, when the app returns without a final message (Starlette's responses stop that way
+  when the client disconnects), or when the server reported the disconnect before the final
+  message was handed over. A cancellation raised *by* the final ``send`` after it was handed
+  over (Hypercorn's trio worker reports the disconnect that follows a complete response
+  while the final ``send`` is still running, and Starlette then cancels it) does not undo it.
 
 WebSocket sessions have no response: when the endpoint returns, or ends with
 ``WebSocketDisconnect`` (the normal way a client leaves), both queues are released, after-route
 first; any other exception discards them.
 
-Limitation: a middleware placed *inside* this one that catches an endpoint's exception and
-answers with a normal response itself (without an exception handler) hides the exception; the
-queued tasks are then released. Use an exception handler for that instead.
+The middleware also runs the task runtime through the ASGI lifespan protocol (see
+``_lifespan``): it sits around every lifespan of the app, so the drain comes before all of them
+tear down.
 """
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Awaitable, Callable, Iterator, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
-from starlette.concurrency import run_in_threadpool
+import anyio
+from starlette.requests import HTTPConnection
 from starlette.websockets import WebSocketDisconnect
 
-from ._callables import is_async_callable
 from ._runtime import TaskRuntime
 from ._scheduler import RequestQueues, ResponseIncomplete
 
-__all__ = ["QUEUES_KEY", "MarkingExceptionHandlers", "TasksMiddleware"]
+__all__ = ["QUEUES_KEY", "TasksMiddleware", "endpoint_outcome"]
 
 #: ASGI scope key of the request's :class:`RequestQueues`.
 QUEUES_KEY = "fastapi_tasks.queues"
@@ -53,45 +50,67 @@ Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
-Handler = Callable[[Any, Exception], Any]
+LifespanHandler = Callable[[ASGIApp, Scope, Receive, Send], Awaitable[None]]
+
+
+async def endpoint_outcome(conn: HTTPConnection) -> AsyncIterator[None]:
+    """The function-scoped sub-dependency of ``Tasks``: its exit is the end of the endpoint."""
+    queues: RequestQueues | None = conn.scope.get(QUEUES_KEY)
+    try:
+        yield
+    except BaseException as exc:
+        if queues is not None:
+            if conn.scope["type"] == "http":
+                queues.abort(exc)
+            elif queues.raised is None and not isinstance(exc, WebSocketDisconnect):
+                queues.raised = exc
+        raise
+    if queues is not None and conn.scope["type"] == "http" and queues.raised is None:
+        queues.endpoint_returned()
 
 
 class TasksMiddleware:
-    def __init__(self, app: ASGIApp, runtime: TaskRuntime) -> None:
+    def __init__(self, app: ASGIApp, runtime: TaskRuntime, lifespan: LifespanHandler) -> None:
         self.app = app
         self.runtime = runtime
+        self.lifespan = lifespan
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
         if kind != "http":  # HTTP goes on below, inline: it is every request's path
             if kind == "websocket":
                 await self._websocket(scope, receive, send)
-            else:
+            elif kind == "lifespan":
+                await self.lifespan(self.app, scope, receive, send)
+            else:  # pragma: no cover - no other scope type exists today
                 await self.app(scope, receive, send)
             return
         queues = RequestQueues(self.runtime)
         scope[QUEUES_KEY] = queues
+        disconnected = False
 
-        async def watch(message: Message) -> None:
+        async def watch_receive() -> Message:
+            nonlocal disconnected
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                disconnected = True
+            return message
+
+        async def watch_send(message: Message) -> None:
             kind = message["type"]
             if kind == "http.response.start":
-                if queues.raised is None:
+                if not queues.route_done:  # not a FastAPI route (the hook did not run)
                     queues.endpoint_returned()
-                else:
-                    queues.abort(queues.raised)
                 await send(message)
+            elif kind == "http.response.pathsend" or (
+                kind == "http.response.body" and not message.get("more_body", False)
+            ):
+                await _final(queues, send, message, disconnected)
             else:
                 await send(message)
-                if (
-                    kind == "http.response.body" and not message.get("more_body", False)
-                ) or kind == "http.response.pathsend":  # a file handed over whole (Granian)
-                    if queues.raised is None:
-                        queues.response_sent()
-                    else:
-                        queues.abort(queues.raised)
 
         try:
-            await self.app(scope, receive, watch)
+            await self.app(scope, watch_receive, watch_send)
         except BaseException as exc:
             queues.abort(exc)
             raise
@@ -112,32 +131,34 @@ class TasksMiddleware:
         _end_websocket(queues)
 
 
-def _end_websocket(queues: RequestQueues) -> None:
-    if queues.raised is None or isinstance(queues.raised, WebSocketDisconnect):
+async def _final(queues: RequestQueues, send: Send, message: Message, disconnected: bool) -> None:
+    """Hand the response's final message to the server; release or discard after-response
+    tasks by the outcome."""
+    if disconnected:  # the server said the client left before the end
+        queues.abort(ResponseIncomplete())
+        await send(message)
+        return
+    try:
+        await send(message)
+    except BaseException as exc:
+        if isinstance(exc, anyio.get_cancelled_exc_class()):
+            # Handed over; the cancellation came while the server finished the send.
+            _sent(queues)
+        else:  # the server could not deliver it (OSError and the like)
+            queues.abort(ResponseIncomplete())
+        raise
+    _sent(queues)
+
+
+def _sent(queues: RequestQueues) -> None:
+    if queues.raised is None:
         queues.response_sent()
     else:
         queues.abort(queues.raised)
 
 
-def _marking(handler: Handler) -> Handler:
-    is_async = is_async_callable(handler)
-
-    @functools.wraps(handler)
-    async def mark_then_handle(conn: Any, exc: Exception) -> Any:
-        queues = conn.scope.get(QUEUES_KEY)
-        if queues is not None and queues.raised is None:
-            queues.raised = exc
-        if is_async:
-            return await handler(conn, exc)
-        return await run_in_threadpool(handler, conn, exc)
-
-    return mark_then_handle
-
-
-class MarkingExceptionHandlers(dict[Any, Handler]):
-    """``app.exception_handlers`` whose ``items()`` yields handlers that first record the
-    exception on the request's queues. Lookups by key return the handlers unchanged."""
-
-    def items(self) -> Iterator[tuple[Any, Handler]]:  # type: ignore[override]
-        for key, handler in super().items():
-            yield key, _marking(handler)
+def _end_websocket(queues: RequestQueues) -> None:
+    if queues.raised is None or isinstance(queues.raised, WebSocketDisconnect):
+        queues.response_sent()
+    else:
+        queues.abort(queues.raised)

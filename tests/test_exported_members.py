@@ -26,6 +26,7 @@ def test_all_lists_the_public_api() -> None:
         "__version__",
         "add_tasks",
         "get_tasks",
+        "task_runtime",
     ]
     for name in fastapi_tasks.__all__:
         assert hasattr(fastapi_tasks, name), name
