@@ -32,6 +32,11 @@ class ServerSpec:
     modules: tuple[str, ...]
     workers: int
     command: Callable[[str, int], list[str]]
+    #: What a second SIGINT to the whole process group (a second Ctrl+C) does while the first
+    #: one still waits for a request in flight (docs/servers.md): "drains" (ignored),
+    #: "forced" (the worker exits without the lifespan shutdown; fastapi-tasks logs what is
+    #: lost), or why the matrix cannot check it.
+    second_sigint: str
 
     def missing(self) -> str | None:
         """Why this server cannot run here, or None."""
@@ -67,20 +72,43 @@ def gunicorn_command(app: str, port: int, workers: int = 2) -> list[str]:
     ]
 
 
+FORCED_SILENTLY = (
+    "the forced worker is killed by the signal it re-raises (its handler is SIG_DFL) before any "
+    "Python code runs: nothing can log the shielded tasks it loses; see docs/servers.md"
+)
+
 SERVERS = [
-    ServerSpec("uvicorn", ("uvicorn",), 1, uvicorn_command),
+    ServerSpec("uvicorn", ("uvicorn",), 1, uvicorn_command, "forced"),
     ServerSpec(
-        "uvicorn-2-workers", ("uvicorn",), 2, lambda app, port: uvicorn_command(app, port, 2)
+        "uvicorn-2-workers",
+        ("uvicorn",),
+        2,
+        lambda app, port: uvicorn_command(app, port, 2),
+        FORCED_SILENTLY,
     ),
-    ServerSpec("hypercorn-asyncio", ("hypercorn",), 1, hypercorn_command),
+    ServerSpec("hypercorn-asyncio", ("hypercorn",), 1, hypercorn_command, "drains"),
     ServerSpec(
         "hypercorn-trio",
         ("hypercorn", "trio"),
         1,
         lambda app, port: hypercorn_command(app, port, "trio"),
+        "drains",
     ),
-    ServerSpec("granian", ("granian",), 1, granian_command),
-    ServerSpec("gunicorn-uvicorn-worker", ("gunicorn", "uvicorn_worker"), 2, gunicorn_command),
+    ServerSpec(
+        "granian",
+        ("granian",),
+        1,
+        granian_command,
+        "a granian worker that gets a second SIGINT or SIGTERM while a request is in flight "
+        "never exits (granian 2.8, without fastapi-tasks too); see docs/servers.md",
+    ),
+    ServerSpec(
+        "gunicorn-uvicorn-worker",
+        ("gunicorn", "uvicorn_worker"),
+        2,
+        gunicorn_command,
+        FORCED_SILENTLY,
+    ),
 ]
 
 

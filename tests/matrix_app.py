@@ -88,11 +88,17 @@ async def watch(task: AnyTask, name: str) -> None:
 
 
 def track(scheduler: TaskScheduler, tasks: Tasks, name: str, kind: str = "async") -> AnyTask:
-    """Schedule ``<name>`` on ``scheduler`` (a mode of ``tasks``) and a watcher, at once, that
-    records its final state."""
-    task: AnyTask = scheduler.schedule(async_record if kind == "async" else sync_record, name)
+    """Schedule the task ``name`` on ``scheduler`` (a mode of ``tasks``), and a watcher, at once,
+    that records its final state."""
+    job = async_record if kind == "async" else sync_record
+    task: AnyTask = scheduler.task(name=name).schedule(job, name)
     tasks.schedule(watch, task, name)
     return task
+
+
+def ran(task: AnyTask) -> bool:
+    """Whether the task of :func:`track` has run (its file exists)."""
+    return (OUT / task.name).exists()
 
 
 async def shielded_async(name: str, seconds: float) -> None:
@@ -173,7 +179,7 @@ def routes(route_class: type[APIRoute] = APIRoute) -> APIRouter:
         route = track(tasks.after_route, tasks, f"{tag}.after_route", kind)
         response = track(tasks.after_response, tasks, f"{tag}.after_response", kind)
         await now.wait()  # a plain task starts at once, and the deferred ones wait meanwhile
-        early = [t.name for t in (route, response) if (OUT / t.name).exists()]
+        early = [task.name for task in (route, response) if ran(task)]
         return {"now": now.state.value, "deferred_ran_before_return": early}
 
     @router.post("/modes-def/{kind}")
@@ -188,14 +194,23 @@ def routes(route_class: type[APIRoute] = APIRoute) -> APIRouter:
 
     @router.api_route("/stream", methods=["GET", "HEAD"])
     async def stream(
-        tag: str, tasks: Tasks, chunks: int = 20, sync: bool = False, endless: bool = False
+        tag: str,
+        tasks: Tasks,
+        chunks: int = 20,
+        sync: bool = False,
+        endless: bool = False,
+        delay: float = 0.001,
+        shield: bool = False,
     ) -> StreamingResponse:
         route = track(tasks.after_route, tasks, f"{tag}.after_route")
-        response = track(tasks.after_response, tasks, f"{tag}.after_response")
+        if shield:  # a shielded one that takes a while (for the SIGTERM scenario)
+            scheduler = tasks.after_response.task(name=f"{tag}.after_response", shield=True)
+            response = scheduler.schedule(shielded_async, f"{tag}.after_response", 0.3)
+        else:
+            response = track(tasks.after_response, tasks, f"{tag}.after_response")
 
         def last_line() -> str:
-            ran = (OUT / response.name).exists()
-            return f"after_response ran before the last chunk: {ran}\n"
+            return f"after_response ran before the last chunk: {ran(response)}\n"
 
         async def produce() -> AsyncIterator[str]:
             try:
@@ -204,7 +219,7 @@ def routes(route_class: type[APIRoute] = APIRoute) -> APIRouter:
                 yield f"after_route: {route.state.value}\n"
                 i = 0
                 while endless or i < chunks:
-                    await anyio.sleep(0.001)  # stands for a data source
+                    await anyio.sleep(delay)  # stands for a data source
                     yield f"{i},{'x' * 100}\n"
                     i += 1
                 yield last_line()
@@ -231,8 +246,7 @@ def routes(route_class: type[APIRoute] = APIRoute) -> APIRouter:
                 await anyio.sleep(0.001)
                 yield ServerSentEvent(data={"i": i}, event="tick")
                 i += 1
-            ran = (OUT / response.name).exists()
-            yield ServerSentEvent(data={"after_response ran before the last event": ran})
+            yield ServerSentEvent(data={"after_response ran before the last event": ran(response)})
         finally:
             write(f"{tag}.generator-closed", "closed")
 
@@ -245,7 +259,7 @@ def routes(route_class: type[APIRoute] = APIRoute) -> APIRouter:
                 await anyio.sleep(0.001)
                 yield {"i": i}
                 i += 1
-            yield {"after_response ran before the last line": (OUT / response.name).exists()}
+            yield {"after_response ran before the last line": ran(response)}
         finally:
             write(f"{tag}.generator-closed", "closed")
 

@@ -11,8 +11,12 @@ skip says why. docs/servers.md describes each server's behaviour the matrix pins
 from __future__ import annotations
 
 import itertools
+import os
 import signal
 import socket
+import subprocess
+import threading
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -250,32 +254,73 @@ def test_mounted_sub_app(served: Served, sub: str) -> None:
 # --- SIGTERM -------------------------------------------------------------------------------------
 
 
+class StreamReader:
+    """Reads a streaming response on a thread of its own: a request in flight."""
+
+    def __init__(self, url: str, params: dict[str, str | int | float]) -> None:
+        self.lines: list[str] = []
+        self.started = threading.Event()
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._read, args=(url, params))
+        self._thread.start()
+
+    def _read(self, url: str, params: dict[str, str | int | float]) -> None:
+        try:
+            with httpx.stream("GET", url, params=params, timeout=30) as response:
+                for line in response.iter_lines():
+                    self.lines.append(line)
+                    self.started.set()
+        except BaseException as exc:  # reported by the test
+            self.error = exc
+        finally:
+            self.started.set()
+
+    def join(self) -> list[str]:
+        self._thread.join(30)
+        assert not self._thread.is_alive(), "the streaming request never ended"
+        return self.lines
+
+
 @dataclass
 class Stopped:
     out: Path
     returncode: int
     shielded: list[str]
+    stream: list[str]
+    stream_error: BaseException | None
     output: str
+
+
+def schedule_shielded(server: RunningServer, seconds: float) -> list[str]:
+    """Shielded tasks (3 async, 3 sync) and as many endless unshielded ones, all started."""
+    shielded = [f"shielded-{kind}-{i}" for kind in ("async", "sync") for i in range(3)]
+    limits = httpx.Limits(max_keepalive_connections=0)
+    with httpx.Client(base_url=server.url, timeout=15, limits=limits) as client:
+        for name in shielded:
+            # answered once the shielded task (and an endless unshielded one) started
+            params = {"name": name, "kind": name.split("-")[1], "seconds": seconds}
+            assert client.post("/shielded", params=params).status_code == 200
+    return shielded
 
 
 @pytest.fixture(scope="module")
 def stopped(spec: ServerSpec, tmp_path_factory: pytest.TempPathFactory) -> Stopped:
-    """A server of its own that got shielded tasks (and endless unshielded ones), then SIGTERM."""
+    """A server of its own with shielded tasks running (and endless unshielded ones), and a
+    streaming response in flight whose after-response task is shielded; then SIGTERM."""
     out = tmp_path_factory.mktemp(f"sigterm-{spec.id}") / "out"
     out.mkdir()
     server = start(spec, APP, out, {"MATRIX_OUT": str(out)})
     try:
-        shielded = [f"shielded-{kind}-{i}" for kind in ("async", "sync") for i in range(3)]
-        limits = httpx.Limits(max_keepalive_connections=0)
-        with httpx.Client(base_url=server.url, timeout=15, limits=limits) as client:
-            for name in shielded:
-                # answered once the shielded task (and an endless unshielded one) started
-                params = {"name": name, "kind": name.split("-")[1], "seconds": 0.5}
-                assert client.post("/shielded", params=params).status_code == 200
+        shielded = schedule_shielded(server, 0.5)
+        # about a second of streaming; SIGTERM comes once its first line is in
+        params = {"tag": "in-flight", "chunks": 50, "delay": 0.02, "shield": 1}
+        stream = StreamReader(f"{server.url}/stream", params)
+        assert stream.started.wait(15)
         returncode = server.terminate()
+        lines = stream.join()
     finally:
         server.stop()
-    return Stopped(out, returncode, shielded, server.output())
+    return Stopped(out, returncode, shielded, lines, stream.error, server.output())
 
 
 def test_sigterm_exits_cleanly(stopped: Stopped) -> None:
@@ -296,3 +341,77 @@ def test_sigterm_drains_before_router_lifespans_tear_down(stopped: Stopped) -> N
     written = [stopped.out / name for name in stopped.shielded if (stopped.out / name).exists()]
     assert written, "no shielded task completed"
     assert {path.read_text() for path in written} == {"pool open: True"}, stopped.output[-3000:]
+
+
+def test_sigterm_lets_a_response_in_flight_finish_and_drains_its_after_response_task(
+    stopped: Stopped,
+) -> None:
+    assert stopped.stream_error is None
+    assert stopped.stream[-1] == "after_response ran before the last chunk: False"
+    assert len(stopped.stream) == 52
+    # released once the stream ended, during the server's graceful shutdown: the drain ran it
+    assert (stopped.out / "in-flight.after_response").read_text() == "pool open: True"
+
+
+# --- a second Ctrl+C -----------------------------------------------------------------------------
+
+
+@dataclass
+class Interrupted:
+    out: Path
+    shielded: list[str]
+    output: str
+
+
+def serving(server: RunningServer) -> bool:
+    try:
+        with httpx.Client(base_url=server.url, timeout=1) as client:
+            return client.get("/health").status_code == 200
+    except httpx.TransportError:  # refused, or queued in a backlog nobody accepts any more
+        return False
+
+
+@pytest.fixture(scope="module")
+def interrupted(spec: ServerSpec, tmp_path_factory: pytest.TempPathFactory) -> Interrupted:
+    """Ctrl+C twice (SIGINT to the server's whole process group, as a terminal sends it) while a
+    client holds a stream open and shielded tasks run."""
+    if spec.second_sigint not in ("drains", "forced"):
+        pytest.skip(spec.second_sigint)
+    out = tmp_path_factory.mktemp(f"sigint-{spec.id}") / "out"
+    out.mkdir()
+    server = start(spec, APP, out, {"MATRIX_OUT": str(out)})
+    try:
+        shielded = schedule_shielded(server, 2)
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as held:
+            held.sendall(b"GET /stream?tag=held&endless=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            assert held.recv(100).startswith(b"HTTP/1.1 200")
+            os.killpg(server.proc.pid, signal.SIGINT)
+            deadline = time.monotonic() + 15
+            while serving(server):
+                assert time.monotonic() < deadline, f"still serving:\n{server.tail()}"
+            os.killpg(server.proc.pid, signal.SIGINT)
+        try:
+            server.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"still running after two SIGINTs:\n{server.tail()}") from None
+    finally:
+        server.stop()
+    return Interrupted(out, shielded, server.output())
+
+
+def test_a_second_ctrl_c_loses_no_shielded_task_silently(
+    interrupted: Interrupted, spec: ServerSpec
+) -> None:
+    """Where the second Ctrl+C is ignored, the drain completes every shielded task; where it
+    forces the exit before the lifespan shutdown, fastapi-tasks logs the forced exit and names
+    each shielded task that had not completed (a sync one may still finish in its thread)."""
+    forced = [line for line in interrupted.output.splitlines() if "without a shutdown" in line]
+    completed = [name for name in interrupted.shielded if (interrupted.out / name).exists()]
+    if spec.second_sigint == "drains":
+        assert (forced, completed) == ([], interrupted.shielded), interrupted.output[-3000:]
+    else:
+        assert forced, interrupted.output[-3000:]
+        lost = "\n".join(forced)
+        assert all(name in completed or name in lost for name in interrupted.shielded), (
+            interrupted.output[-3000:]
+        )
