@@ -12,17 +12,20 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 
 from .test_server import ROOT, free_port
+
+#: The command lines docs/servers.md shows, one per file; the matrix runs exactly these.
+COMMANDS = ROOT / "docs_src" / "servers"
 
 
 @dataclass(frozen=True)
@@ -31,12 +34,24 @@ class ServerSpec:
     #: Modules the server needs; the configuration is skipped if one does not import.
     modules: tuple[str, ...]
     workers: int
-    command: Callable[[str, int], list[str]]
+    #: The file in docs_src/servers/ with the command line (see :meth:`command`).
+    doc: str
     #: What a second SIGINT to the whole process group (a second Ctrl+C) does while the first
     #: one still waits for a request in flight (docs/servers.md): "drains" (ignored),
     #: "forced" (the worker exits without the lifespan shutdown; fastapi-tasks logs what is
     #: lost), or why the matrix cannot check it.
     second_sigint: str
+
+    def command(self, app: str, port: int) -> list[str]:
+        """The command of ``docs_src/servers/<doc>.sh``, run with this interpreter (``python -m
+        <server>``), serving ``app`` on 127.0.0.1:``port`` instead of ``main:app`` on
+        0.0.0.0:8000."""
+        words = shlex.split((COMMANDS / f"{self.doc}.sh").read_text(), comments=True)
+        argv = [sys.executable, "-m", words[0]]
+        for word in words[1:]:
+            word = word.replace("main:app", app).replace("0.0.0.0", "127.0.0.1")
+            argv.append(word.replace("8000", str(port)))
+        return argv
 
     def missing(self) -> str | None:
         """Why this server cannot run here, or None."""
@@ -46,59 +61,33 @@ class ServerSpec:
         return None
 
 
-def uvicorn_command(app: str, port: int, workers: int = 1) -> list[str]:
-    command = [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--port", str(port)]
-    return command + (["--workers", str(workers)] if workers > 1 else [])
-
-
-def hypercorn_command(app: str, port: int, worker_class: str = "asyncio") -> list[str]:
-    return [
-        *(sys.executable, "-m", "hypercorn", app, "--bind", f"127.0.0.1:{port}"),
-        *("--worker-class", worker_class),
-    ]
-
-
-def granian_command(app: str, port: int) -> list[str]:
-    return [
-        *(sys.executable, "-m", "granian", "--interface", "asgi"),
-        *("--host", "127.0.0.1", "--port", str(port), app),
-    ]
-
-
-def gunicorn_command(app: str, port: int, workers: int = 2) -> list[str]:
-    return [
-        *(sys.executable, "-m", "gunicorn", app, "--bind", f"127.0.0.1:{port}"),
-        *("--worker-class", "uvicorn_worker.UvicornWorker", "--workers", str(workers)),
-    ]
-
-
 FORCED_SILENTLY = (
     "the forced worker is killed by the signal it re-raises (its handler is SIG_DFL) before any "
     "Python code runs: nothing can log the shielded tasks it loses; see docs/servers.md"
 )
 
 SERVERS = [
-    ServerSpec("uvicorn", ("uvicorn",), 1, uvicorn_command, "forced"),
+    ServerSpec("uvicorn", ("uvicorn",), 1, "uvicorn", "forced"),
     ServerSpec(
         "uvicorn-2-workers",
         ("uvicorn",),
         2,
-        lambda app, port: uvicorn_command(app, port, 2),
+        "uvicorn_workers",
         FORCED_SILENTLY,
     ),
-    ServerSpec("hypercorn-asyncio", ("hypercorn",), 1, hypercorn_command, "drains"),
+    ServerSpec("hypercorn-asyncio", ("hypercorn",), 1, "hypercorn", "drains"),
     ServerSpec(
         "hypercorn-trio",
         ("hypercorn", "trio"),
         1,
-        lambda app, port: hypercorn_command(app, port, "trio"),
+        "hypercorn_trio",
         "drains",
     ),
     ServerSpec(
         "granian",
         ("granian",),
         1,
-        granian_command,
+        "granian",
         "a granian worker that gets a second SIGINT or SIGTERM while a request is in flight "
         "never exits (granian 2.8, without fastapi-tasks too); see docs/servers.md",
     ),
@@ -106,7 +95,7 @@ SERVERS = [
         "gunicorn-uvicorn-worker",
         ("gunicorn", "uvicorn_worker"),
         2,
-        gunicorn_command,
+        "gunicorn",
         FORCED_SILENTLY,
     ),
 ]
@@ -115,15 +104,17 @@ SERVERS = [
 class RunningServer:
     """One server process serving ``app`` on a free port, its output in ``log``."""
 
-    def __init__(self, spec: ServerSpec, app: str, out: Path, env: dict[str, str]) -> None:
+    def __init__(
+        self, spec: ServerSpec, app: str, out: Path, env: dict[str, str], cwd: Path = ROOT
+    ) -> None:
         self.spec = spec
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log = out.parent / f"{spec.id}-{self.port}.log"
+        self.log = out / f"{spec.id}-{self.port}.log"
         with self.log.open("wb") as log:
             self.proc = subprocess.Popen(
                 spec.command(app, self.port),
-                cwd=ROOT,
+                cwd=cwd,
                 env={**os.environ, **env},
                 stdout=log,
                 stderr=subprocess.STDOUT,
