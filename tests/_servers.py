@@ -62,8 +62,8 @@ class ServerSpec:
 
 
 FORCED_SILENTLY = (
-    "the forced worker is killed by the signal it re-raises (its handler is SIG_DFL) before any "
-    "Python code runs: nothing can log the shielded tasks it loses; see docs/servers.md"
+    "the forced worker can die of a signal it re-raises with the default handler before its "
+    "event loop closes: nothing can log the shielded tasks it loses; see docs/servers.md"
 )
 
 SERVERS = [

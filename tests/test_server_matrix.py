@@ -203,9 +203,10 @@ def test_client_leaving_mid_stream_discards_after_response_tasks(
     assert not (served.out / f"{tag}.after_response").exists()
     if kind == "stream":
         assert b"after_route: succeeded" in received
-        # the export stops: its generator is closed. (FastAPI runs the body of an SSE
-        # endpoint in a task of its own and cancels it, and leaves the generator for the
-        # garbage collector to close, whenever that runs.)
+    if kind == "stream" and not shape:
+        # The export stops: its generator is closed. (Behind a BaseHTTPMiddleware, and in an
+        # SSE endpoint, whose body FastAPI runs in a task of its own, the generator is left
+        # suspended at a yield and closed whenever the garbage collector gets to it.)
         wait_for_files(served.out, [f"{tag}.generator-closed"], served.server)
 
 
