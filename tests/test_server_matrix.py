@@ -161,7 +161,19 @@ def test_file_range(served: Served) -> None:
     ],
     ids=["empty-body", "head", "204", "304", "head-streaming"],
 )
-def test_responses_without_a_body(served: Served, method: str, path: str, status: int) -> None:
+def test_responses_without_a_body(
+    served: Served,
+    spec: ServerSpec,
+    request: pytest.FixtureRequest,
+    method: str,
+    path: str,
+    status: int,
+) -> None:
+    if spec.id == "granian" and (method, path) == ("HEAD", "/stream"):
+        # Granian drops a HEAD body and reports http.disconnect after the first chunk; Starlette
+        # stops the stream, and its after-response task is discarded (docs/servers.md).
+        reason = "granian: a streaming HEAD response ends in http.disconnect (issue 12, open)"
+        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
     tag = served.tag("bodiless")
     # A client that closes the connection once it has the answer to a HEAD could do so while a
     # streaming response is still producing the body nobody will get: Starlette then stops the
@@ -213,10 +225,23 @@ def test_client_leaving_mid_stream_discards_after_response_tasks(
 # --- an endpoint that raises ---------------------------------------------------------------------
 
 
+#: A route class whose handler catches the exception does so inside FastAPI's function-scoped
+#: exit stack: dependencies with ``yield`` (how fastapi-tasks sees the endpoint's outcome) never
+#: see it, and the deferred tasks are released. Issue 12 requires them discarded.
+ROUTE_CLASS_HIDES_THE_EXCEPTION = pytest.mark.xfail(
+    strict=True, reason="a catching APIRoute class hides the exception (issue 12, open)"
+)
+
+
 @pytest.mark.parametrize(
     "shape",
-    ["", "/mw", "/caught"],
-    ids=["plain", "base-http-middleware-answers-500", "route-class-answers-500"],
+    [
+        pytest.param("", id="plain"),
+        pytest.param("/mw", id="base-http-middleware-answers-500"),
+        pytest.param(
+            "/caught", id="route-class-answers-500", marks=ROUTE_CLASS_HIDES_THE_EXCEPTION
+        ),
+    ],
 )
 @pytest.mark.parametrize(
     ("kind", "status"),
