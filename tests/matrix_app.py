@@ -101,13 +101,26 @@ def ran(task: AnyTask) -> bool:
     return (OUT / task.name).exists()
 
 
+def draining() -> bool:
+    return get_tasks(app).stats().state == "draining"
+
+
 async def shielded_async(name: str, seconds: float) -> None:
-    await anyio.sleep(seconds)
+    """Wait for the drain (at most ``seconds``), work a little longer, and record whether the
+    router's pool is still open."""
+    with anyio.move_on_after(seconds):
+        while not draining():
+            await anyio.sleep(0.01)
+    await anyio.sleep(0.1)
     write(name, f"pool open: {POOL.open}")
 
 
 def shielded_sync(name: str, seconds: float) -> None:
-    time.sleep(seconds)
+    """:func:`shielded_async` on a thread."""
+    deadline = time.monotonic() + seconds
+    while not anyio.from_thread.run_sync(draining) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.1)
     write(name, f"pool open: {POOL.open}")
 
 
@@ -205,7 +218,7 @@ def routes(route_class: type[APIRoute] = APIRoute) -> APIRouter:
         route = track(tasks.after_route, tasks, f"{tag}.after_route")
         if shield:  # a shielded one that takes a while (for the SIGTERM scenario)
             scheduler = tasks.after_response.task(name=f"{tag}.after_response", shield=True)
-            response = scheduler.schedule(shielded_async, f"{tag}.after_response", 0.3)
+            response = scheduler.schedule(shielded_async, f"{tag}.after_response", 10)
         else:
             response = track(tasks.after_response, tasks, f"{tag}.after_response")
 
@@ -289,8 +302,9 @@ def routes(route_class: type[APIRoute] = APIRoute) -> APIRouter:
         raise RuntimeError("the endpoint failed")
 
     @router.post("/shielded")
-    async def shielded(name: str, tasks: Tasks, kind: str = "async", seconds: float = 0.5) -> int:
-        """A shielded task (started before the answer), and an endless unshielded one."""
+    async def shielded(name: str, tasks: Tasks, kind: str = "async", seconds: float = 10) -> int:
+        """A shielded task that waits for the drain (started before the answer), and an endless
+        unshielded one."""
         job = shielded_async if kind == "async" else shielded_sync
         task = tasks.task(name=name, shield=True).schedule(job, name, seconds)
         endless = tasks.schedule(endless_async if kind == "async" else endless_sync, f"{name}.x")

@@ -317,14 +317,15 @@ class Stopped:
     output: str
 
 
-def schedule_shielded(server: RunningServer, seconds: float) -> list[str]:
-    """Shielded tasks (3 async, 3 sync) and as many endless unshielded ones, all started."""
+def schedule_shielded(server: RunningServer) -> list[str]:
+    """Shielded tasks (3 async, 3 sync) that wait for the drain, and as many endless unshielded
+    ones, all started."""
     shielded = [f"shielded-{kind}-{i}" for kind in ("async", "sync") for i in range(3)]
     limits = httpx.Limits(max_keepalive_connections=0)
     with httpx.Client(base_url=server.url, timeout=15, limits=limits) as client:
         for name in shielded:
             # answered once the shielded task (and an endless unshielded one) started
-            params = {"name": name, "kind": name.split("-")[1], "seconds": seconds}
+            params = {"name": name, "kind": name.split("-")[1]}
             assert client.post("/shielded", params=params).status_code == 200
     return shielded
 
@@ -337,9 +338,9 @@ def stopped(spec: ServerSpec, tmp_path_factory: pytest.TempPathFactory) -> Stopp
     out.mkdir()
     server = start(spec, APP, out, {"MATRIX_OUT": str(out)})
     try:
-        shielded = schedule_shielded(server, 0.5)
-        # about a second of streaming; SIGTERM comes once its first line is in
-        params = {"tag": "in-flight", "chunks": 50, "delay": 0.02, "shield": 1}
+        shielded = schedule_shielded(server)
+        # about half a second of streaming; SIGTERM comes once its first line is in
+        params = {"tag": "in-flight", "chunks": 25, "delay": 0.02, "shield": 1}
         stream = StreamReader(f"{server.url}/stream", params)
         assert stream.started.wait(15)
         returncode = server.terminate()
@@ -374,7 +375,7 @@ def test_sigterm_lets_a_response_in_flight_finish_and_drains_its_after_response_
 ) -> None:
     assert stopped.stream_error is None
     assert stopped.stream[-1] == "after_response ran before the last chunk: False"
-    assert len(stopped.stream) == 52
+    assert len(stopped.stream) == 27
     # released once the stream ended, during the server's graceful shutdown: the drain ran it
     assert (stopped.out / "in-flight.after_response").read_text() == "pool open: True"
 
@@ -407,7 +408,7 @@ def interrupted(spec: ServerSpec, tmp_path_factory: pytest.TempPathFactory) -> I
     out.mkdir()
     server = start(spec, APP, out, {"MATRIX_OUT": str(out)})
     try:
-        shielded = schedule_shielded(server, 2)
+        shielded = schedule_shielded(server)
         with socket.create_connection(("127.0.0.1", server.port), timeout=10) as held:
             held.sendall(b"GET /stream?tag=held&endless=1 HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             assert held.recv(100).startswith(b"HTTP/1.1 200")
