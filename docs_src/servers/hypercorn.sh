@@ -1,0 +1,1 @@
+hypercorn main:app --bind 0.0.0.0:8000
