@@ -225,22 +225,12 @@ def test_client_leaving_mid_stream_discards_after_response_tasks(
 # --- an endpoint that raises ---------------------------------------------------------------------
 
 
-#: A route class whose handler catches the exception does so inside FastAPI's function-scoped
-#: exit stack: dependencies with ``yield`` (how fastapi-tasks sees the endpoint's outcome) never
-#: see it, and the deferred tasks are released. Issue 12 requires them discarded.
-ROUTE_CLASS_HIDES_THE_EXCEPTION = pytest.mark.xfail(
-    strict=True, reason="a catching APIRoute class hides the exception (issue 12, open)"
-)
-
-
 @pytest.mark.parametrize(
     "shape",
     [
         pytest.param("", id="plain"),
         pytest.param("/mw", id="base-http-middleware-answers-500"),
-        pytest.param(
-            "/caught", id="route-class-answers-500", marks=ROUTE_CLASS_HIDES_THE_EXCEPTION
-        ),
+        pytest.param("/caught", id="route-class-answers-500"),
     ],
 )
 @pytest.mark.parametrize(
