@@ -89,11 +89,14 @@ class TasksMiddleware:
             kind = message["type"]
             if kind == "http.response.start":
                 status = message["status"]
-                if status < 400:
-                    queues.endpoint_returned()
-                else:
+                if status >= 400:
                     queues.abort(_failure(f"HTTP status {status}"))
+                    await send(message)
+                    return
+                queues.endpoint_returned()
                 await send(message)
+                if scope["method"] == "HEAD":  # the whole answer to a HEAD is its head
+                    queues.response_sent()
             elif kind == "http.response.pathsend" or (
                 kind == "http.response.body" and not message.get("more_body", False)
             ):

@@ -38,9 +38,8 @@ class Served:
 
     server: RunningServer
     out: Path
+    #: Closes its connection after each answer (to a HEAD too: the answer is the head).
     client: httpx.Client
-    #: A client that keeps its connection open (see test_responses_without_a_body).
-    keep_alive: httpx.Client
     _tags: Iterator[int] = field(default_factory=itertools.count)
 
     def tag(self, scenario: str) -> str:
@@ -69,11 +68,8 @@ def served(spec: ServerSpec, tmp_path_factory: pytest.TempPathFactory) -> Iterat
     server = start(spec, APP, out, {"MATRIX_OUT": str(out)})
     limits = httpx.Limits(max_keepalive_connections=0)
     try:
-        with (
-            httpx.Client(base_url=server.url, timeout=15, limits=limits) as client,
-            httpx.Client(base_url=server.url, timeout=15) as keep_alive,
-        ):
-            yield Served(server, out, client, keep_alive)
+        with httpx.Client(base_url=server.url, timeout=15, limits=limits) as client:
+            yield Served(server, out, client)
     finally:
         server.stop()
 
@@ -163,23 +159,12 @@ def test_file_range(served: Served) -> None:
 )
 def test_responses_without_a_body(
     served: Served,
-    spec: ServerSpec,
-    request: pytest.FixtureRequest,
     method: str,
     path: str,
     status: int,
 ) -> None:
-    if spec.id == "granian" and (method, path) == ("HEAD", "/stream"):
-        # Granian drops a HEAD body and reports http.disconnect after the first chunk; Starlette
-        # stops the stream, and its after-response task is discarded (docs/servers.md).
-        reason = "granian: a streaming HEAD response ends in http.disconnect (issue 12, open)"
-        request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
     tag = served.tag("bodiless")
-    # A client that closes the connection once it has the answer to a HEAD could do so while a
-    # streaming response is still producing the body nobody will get: Starlette then stops the
-    # stream, and its after-response tasks are discarded (docs/servers.md). Keep it open.
-    client = served.keep_alive if method == "HEAD" else served.client
-    response = client.request(method, path, params={"tag": tag, "status": status})
+    response = served.client.request(method, path, params={"tag": tag, "status": status})
     assert (response.status_code, response.content) == (status, b"")
     assert served.outcomes(tag, *MODES) == dict.fromkeys(MODES, "succeeded")
 
