@@ -31,7 +31,7 @@ _monotonic = time.monotonic
 
 
 class Ledger:
-    __slots__ = ("_idle_event", "counters", "live", "observer")
+    __slots__ = ("_idle_event", "closing", "counters", "expected", "live", "lost", "observer")
 
     def __init__(self) -> None:
         self.counters = Counters()
@@ -41,11 +41,25 @@ class Ledger:
         #: Set by ``fastapi_tasks.prometheus.instrument``: told about every accounting event.
         self.observer: TaskObserver | None = None
         self._idle_event: anyio.Event | None = None
+        #: Set once the drain (or the stop) began: cancellations are the runtime's own.
+        self.closing = False
+        #: Running tasks the runtime cancels on purpose (``task.cancel()``).
+        self.expected: set[Task[..., Any]] = set()
+        #: Names of shielded tasks cancelled from outside while no drain ran: a forced exit
+        #: tore the event loop down (reported by the lifespan, see ``_lifespan``).
+        self.lost: list[str] = []
 
     def reset(self) -> None:
         self.counters = Counters()
         self.live = set()
         self._idle_event = None
+        self.closing = False
+        self.expected = set()
+        self.lost = []
+
+    def expect_cancel(self, task: Task[..., Any]) -> None:
+        """The runtime is about to cancel ``task`` on purpose (``task.cancel()``)."""
+        self.expected.add(task)
 
     def admit(self, task: Task[..., Any]) -> None:
         counters = self.counters
@@ -82,7 +96,18 @@ class Ledger:
             counters.failed += 1
         else:
             counters.cancelled += 1
+            if (
+                previous is _RUNNING
+                and not self.closing
+                and task.config.shield is True
+                and task not in self.expected
+            ):
+                # Nobody here cancelled it and no drain runs: the event loop is being torn
+                # down (a forced exit). The lifespan's report counts it as lost.
+                self.lost.append(task.name)
         self.live.discard(task)
+        if self.expected:
+            self.expected.discard(task)
         task._mark_finished(state, error)
         if self.observer is not None:
             self.observer.finished(task, state, previous is _RUNNING)
@@ -98,6 +123,8 @@ class Ledger:
         self.counters.succeeded += 1
         live = self.live
         live.discard(task)
+        if self.expected:  # cancelled on purpose, and it chose to finish anyway
+            self.expected.discard(task)
         task.state = _SUCCEEDED
         task._runner = None
         if task._done is not None:

@@ -168,6 +168,7 @@ class Controls:
         if not task.is_async:
             if task.state is _RUNNING:  # its thread cannot be interrupted: mark it cancelled
                 runner = task._runner
+                runtime.ledger.expect_cancel(task)
                 runtime.ledger.finish(task, _CANCELLED)
                 if runner is not None:
                     runner.cancel()

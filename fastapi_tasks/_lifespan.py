@@ -123,7 +123,13 @@ def add_tasks(
         async_limit=async_limit,
     )
     try:
-        app.add_middleware(TasksMiddleware, runtime=runtime, lifespan=LifespanHooks(app))
+        hooks = LifespanHooks(app)
+        app.add_middleware(
+            TasksMiddleware,
+            runtime=runtime,
+            lifespan=hooks,
+            start_unmanaged=hooks.start_unmanaged,
+        )
     except RuntimeError as exc:
         raise FastAPITasksAppStartedError(
             "add_tasks() must be called before the application starts serving"
@@ -228,8 +234,10 @@ def _report_lost(runtime: TaskRuntime, why: str) -> None:
     if runtime.state not in ("starting", "running"):
         return
     live = list(runtime.live)
-    shielded = [task for task in live if task.shielded]
-    if not live:
+    # Shielded tasks still live, and those the event loop's teardown cancelled already (it
+    # cancels every task at once, in no particular order: the ledger noted them).
+    shielded = [task.name for task in live if task.shielded] + runtime.ledger.lost
+    if not live and not shielded:
         logger.warning(
             "fastapi-tasks: %s (a forced exit, such as a second Ctrl+C?); no task was running",
             why,
@@ -240,8 +248,8 @@ def _report_lost(runtime: TaskRuntime, why: str) -> None:
         "lost, %d task(s) in all; the drain did not run: %s",
         why,
         len(shielded),
-        len(live),
-        ", ".join(task.name for task in (shielded or live)[:20]),
+        len(live) + len(runtime.ledger.lost),
+        ", ".join((shielded or [task.name for task in live])[:20]),
     )
 
 
@@ -250,6 +258,23 @@ class LifespanHooks:
 
     def __init__(self, app: FastAPI) -> None:
         self.app = app
+
+    def start_unmanaged(self) -> None:
+        """First request to this app, mounted in an outer app whose lifespan does not run this
+        app's runtime (the outer app has no ``add_tasks()``, and no ``task_runtime()`` was
+        entered). Rather than failing every request, start the runtime now, and say loudly
+        that no drain will run: at exit, shielded tasks still running are reported lost."""
+        runtimes = _Runtimes(self.app)
+        runtimes.prepare()
+        for runtime in runtimes.runtimes:
+            runtime.state = "running"
+        logger.warning(
+            "fastapi-tasks: %s is mounted in an app whose lifespan does not run its task "
+            "runtime: started it on the first request. No drain will run at shutdown (shielded "
+            "tasks still running then are lost, and reported). Call add_tasks() on the outer "
+            "app, or enter 'async with task_runtime(...)' in the outer app's lifespan",
+            _name(self.app),
+        )
 
     async def __call__(self, inner: ASGIApp, scope: Scope, receive: Receive, send: Send) -> None:
         runtimes: _Runtimes | None = None

@@ -59,10 +59,18 @@ LifespanHandler = Callable[[ASGIApp, Scope, Receive, Send], Awaitable[None]]
 
 
 class TasksMiddleware:
-    def __init__(self, app: ASGIApp, runtime: TaskRuntime, lifespan: LifespanHandler) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        runtime: TaskRuntime,
+        lifespan: LifespanHandler,
+        start_unmanaged: Callable[[], None],
+    ) -> None:
         self.app = app
         self.runtime = runtime
         self.lifespan = lifespan
+        #: Starts the runtime of a mounted app whose runtime no lifespan runs (see _lifespan).
+        self.start_unmanaged = start_unmanaged
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -74,7 +82,10 @@ class TasksMiddleware:
             else:  # pragma: no cover - no other scope type exists today
                 await self.app(scope, receive, send)
             return
-        queues = RequestQueues(self.runtime)
+        runtime = self.runtime
+        if runtime.state == "idle" and "router" in scope:  # mounted, and no lifespan runs it
+            self.start_unmanaged()
+        queues = RequestQueues(runtime)
         scope[QUEUES_KEY] = queues
         disconnected = False
 

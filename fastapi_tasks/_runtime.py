@@ -176,6 +176,7 @@ class TaskRuntime:
         app's startup failed, or it was cut short) is cancelled and counted as abandoned."""
         self._set_accepting(False)
         self.state = "stopped"
+        self.ledger.closing = True
         for task in list(self.ledger.live):
             logger.warning(
                 "fastapi-tasks: %r was still %s when the lifespan ended; cancelled and "
@@ -190,6 +191,7 @@ class TaskRuntime:
         """From now on every ``schedule()`` raises ``FastAPITasksShutdownError``."""
         self._set_accepting(False)
         self.state = "draining"
+        self.ledger.closing = True
 
     def cancel(self, task: Task[..., Any]) -> None:
         """Cancel ``task``: one that has not started ends ``cancelled`` at once (it never
@@ -198,6 +200,8 @@ class TaskRuntime:
         runner = task._runner
         if task.state is _PENDING:
             self.ledger.finish(task, _CANCELLED)
+        elif runner is not None:
+            self.ledger.expect_cancel(task)
         if runner is not None:
             runner.cancel()
 

@@ -402,17 +402,11 @@ def interrupted(spec: ServerSpec, tmp_path_factory: pytest.TempPathFactory) -> I
 
 
 def test_a_second_ctrl_c_loses_no_shielded_task_silently(
-    interrupted: Interrupted, spec: ServerSpec, request: pytest.FixtureRequest
+    interrupted: Interrupted, spec: ServerSpec
 ) -> None:
     """Where the second Ctrl+C is ignored, the drain completes every shielded task; where it
     forces the exit before the lifespan shutdown, fastapi-tasks logs the forced exit and names
     each shielded task that had not completed (a sync one may still finish in its thread)."""
-    if spec.second_sigint == "forced":
-        # asyncio.run() cancels every task at once when it ends; a shielded async task it
-        # cancels before the lifespan's own cancellation is handled is not named (the order of
-        # the two is arbitrary, so this fails now and then).
-        reason = "shielded tasks cancelled before the forced-exit report go unnamed (issue 12)"
-        request.applymarker(pytest.mark.xfail(strict=False, reason=reason))
     forced = [line for line in interrupted.output.splitlines() if "without a shutdown" in line]
     completed = [name for name in interrupted.shielded if (interrupted.out / name).exists()]
     if spec.second_sigint == "drains":
