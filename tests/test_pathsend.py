@@ -16,6 +16,27 @@ from fastapi_tasks import Tasks, add_tasks, get_tasks
 pytestmark = pytest.mark.anyio
 
 
+def http_scope(
+    method: str, path: str, *, spec_version: str = "2.4", **extra: Any
+) -> dict[str, Any]:
+    """The HTTP scope a server would pass for ``method path``."""
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": spec_version},
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver")],
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 12345),
+        **extra,
+    }
+
+
 async def test_pathsend_releases_after_response_tasks(tmp_path: Path) -> None:
     served = tmp_path / "report.txt"
     served.write_text("the whole report\n")
@@ -40,21 +61,7 @@ async def test_pathsend_releases_after_response_tasks(tmp_path: Path) -> None:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.4"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": "/report",
-        "raw_path": b"/report",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"testserver")],
-        "server": ("testserver", 80),
-        "client": ("127.0.0.1", 12345),
-        "extensions": {"http.response.pathsend": {}},
-    }
+    scope = http_scope("GET", "/report", extensions={"http.response.pathsend": {}})
     async with LifespanManager(app):
         with anyio.fail_after(5):
             await app(scope, receive, send)
@@ -95,20 +102,8 @@ async def test_a_head_response_is_sent_with_its_head_even_if_the_stream_is_cut()
         if message["type"] == "http.response.body":
             chunks_sent.set()
 
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": "2.3"},  # Starlette listens for disconnects
-        "http_version": "1.1",
-        "method": "HEAD",
-        "scheme": "http",
-        "path": "/export",
-        "raw_path": b"/export",
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"testserver")],
-        "server": ("testserver", 80),
-        "client": ("127.0.0.1", 12345),
-    }
+    # Below ASGI 2.4, Starlette's StreamingResponse listens for disconnects (as under Granian).
+    scope = http_scope("HEAD", "/export", spec_version="2.3")
     async with LifespanManager(app):
         with anyio.fail_after(5):
             await app(scope, receive, send)
