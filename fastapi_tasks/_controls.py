@@ -389,8 +389,7 @@ class ControlledRun:
             ):
                 delay = retry.delay(attempt)
                 runtime.counters.retried += 1
-                if runtime.observer is not None:
-                    notify(runtime.observer, "retried", task)
+                notify(runtime.observer, "retried", task)
                 logger.warning(
                     "fastapi-tasks: task %r attempt %d of %d failed with %s; retrying in %.3gs",
                     task.name,

@@ -33,10 +33,8 @@ async def _request_scheduler(conn: HTTPConnection) -> TaskScheduler:
         raise FastAPITasksUninitializedAppError(
             "the Tasks dependency was used but the app's lifespan is not running: "
             "add_tasks(app) was called, but the task runtime starts with the lifespan (uvicorn "
-            "runs it; in tests use 'with TestClient(app)' or an ASGI lifespan manager). A "
-            "mounted app's lifespan never runs: call add_tasks() on the outer app too (it then "
-            "runs the mounted app's runtime), or enter 'async with task_runtime(mounted_app)' "
-            "in the outer app's lifespan"
+            "runs it; in tests use 'with TestClient(app)' or an ASGI lifespan manager, or "
+            "enter 'async with task_runtime(app)')"
         )
     return queues.scheduler
 

@@ -212,8 +212,7 @@ class PeriodicTask:
         self.skipped += count
         runtime = self._runtime
         runtime.counters.skipped += count
-        if runtime.observer is not None:
-            notify(runtime.observer, "skipped", count)
+        notify(runtime.observer, "skipped", count)
         logger.info(
             "fastapi-tasks: skipped %d tick(s) of periodic task %r: %s",
             count,

@@ -188,25 +188,14 @@ class _Observers:
         for observer in self.observers:
             observer.refused(outcome, count)
 
-    def enqueue_done(self, ok: bool) -> None:
-        for observer in self.observers:
-            notify(observer, "enqueue_done", ok)
 
-    def retried(self, task: Task[..., Any]) -> None:
-        for observer in self.observers:
-            notify(observer, "retried", task)
-
-    def skipped(self, count: int) -> None:
-        for observer in self.observers:
-            notify(observer, "skipped", count)
-
-
-def notify(observer: object, event: str, *args: Any) -> None:
-    """Tell ``observer`` about one of the optional events (``enqueue_done``, ``retried``,
-    ``skipped``) if it listens to it; an observer only implements what it cares about."""
-    method = getattr(observer, event, None)
-    if method is not None:
-        method(*args)
+def notify(observer: TaskObserver | None, event: str, *args: Any) -> None:
+    """Tell the installed observers about one of the optional events (``enqueue_done``,
+    ``retried``, ``skipped``): each only implements the events it cares about."""
+    for each in iter_observers(observer):
+        method = getattr(each, event, None)
+        if method is not None:
+            method(*args)
 
 
 def iter_observers(observer: TaskObserver | None) -> tuple[TaskObserver, ...]:

@@ -91,8 +91,7 @@ class _TaskiqBackend:
 
 def _tell_observer(runtime: TaskRuntime, *, ok: bool) -> None:
     """Let the Prometheus exporter (if ``instrument()`` was called) count the enqueue."""
-    if runtime.observer is not None:
-        notify(runtime.observer, "enqueue_done", ok)
+    notify(runtime.observer, "enqueue_done", ok)
 
 
 def add_durable_broker(app: FastAPI, broker: AsyncBroker, *, manage_broker: bool = True) -> None:

@@ -134,6 +134,34 @@ def pytest_unconfigure(config: pytest.Config) -> None:
         os._exit(int(pytest.ExitCode.TESTS_FAILED))
 
 
+def http_scope(
+    method: str, path: str, *, spec_version: str | None = None, **extra: Any
+) -> dict[str, Any]:
+    """The scope a server passes for an HTTP request ``method path``, for tests that call an
+    app through the raw ASGI interface. Below ASGI spec version 2.4 (the default, 2.0, too),
+    Starlette's ``StreamingResponse`` listens for disconnects while it streams."""
+    asgi = (
+        {"version": "3.0"}
+        if spec_version is None
+        else {"version": "3.0", "spec_version": spec_version}
+    )
+    return {
+        "type": "http",
+        "asgi": asgi,
+        "http_version": "1.1",
+        "method": method,
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver")],
+        "server": ("testserver", 80),
+        "client": ("127.0.0.1", 12345),
+        **extra,
+    }
+
+
 @asynccontextmanager
 async def serve(app: FastAPI, **client_kwargs: Any) -> AsyncIterator[httpx.AsyncClient]:
     """Run ``app``'s lifespan and yield an httpx client talking to it over real ASGI."""

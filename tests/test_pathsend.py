@@ -13,28 +13,9 @@ from fastapi.responses import FileResponse, StreamingResponse
 
 from fastapi_tasks import Tasks, add_tasks, get_tasks
 
+from .conftest import http_scope
+
 pytestmark = pytest.mark.anyio
-
-
-def http_scope(
-    method: str, path: str, *, spec_version: str = "2.4", **extra: Any
-) -> dict[str, Any]:
-    """The HTTP scope a server would pass for ``method path``."""
-    return {
-        "type": "http",
-        "asgi": {"version": "3.0", "spec_version": spec_version},
-        "http_version": "1.1",
-        "method": method,
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"testserver")],
-        "server": ("testserver", 80),
-        "client": ("127.0.0.1", 12345),
-        **extra,
-    }
 
 
 async def test_pathsend_releases_after_response_tasks(tmp_path: Path) -> None:
@@ -61,7 +42,9 @@ async def test_pathsend_releases_after_response_tasks(tmp_path: Path) -> None:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    scope = http_scope("GET", "/report", extensions={"http.response.pathsend": {}})
+    scope = http_scope(
+        "GET", "/report", spec_version="2.4", extensions={"http.response.pathsend": {}}
+    )
     async with LifespanManager(app):
         with anyio.fail_after(5):
             await app(scope, receive, send)

@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi_tasks import FastAPITasksError, Tasks, TaskState, get_tasks
 from fastapi_tasks.testing import wait_for_tasks
 
-from .conftest import serve
+from .conftest import http_scope, serve
 
 pytestmark = pytest.mark.anyio
 
@@ -26,21 +26,7 @@ async def call_asgi(
 ) -> list[Message]:
     """One GET through the raw ASGI interface; ``on_send`` sees each message before it 'leaves'."""
     sent: list[Message] = []
-    scope = {
-        "type": "http",
-        "asgi": {"version": "3.0"},
-        "http_version": "1.1",
-        "method": "GET",
-        "scheme": "http",
-        "path": path,
-        "raw_path": path.encode(),
-        "query_string": b"",
-        "root_path": "",
-        "headers": [(b"host", b"test")],
-        "client": ("127.0.0.1", 1234),
-        "server": ("test", 80),
-        "state": {},
-    }
+    scope = http_scope("GET", path, state={})
 
     requested = False
 
